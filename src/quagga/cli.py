@@ -1,0 +1,245 @@
+"""Thin command line: parse -> validate -> log -> call one core function per stage.
+
+Snakemake rules call these subcommands; a user can call them by hand too. Stage parameters arrive as
+one JSON object (a validated config section), become a frozen dataclass, and are recorded next to the
+stage's outputs. User mistakes end with one line naming the problem and exit code 2, not a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import platform
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from quagga import __version__
+from quagga.params import (
+    AudioParams,
+    ClusterParams,
+    EmbedParams,
+    ImageParams,
+    ParamsError,
+    ReportParams,
+    TrainParams,
+    from_dict,
+    to_dict,
+)
+
+log = logging.getLogger("quagga")
+
+
+def _params(cls: type, text: str) -> Any:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ParamsError(f"--params is not valid JSON: {exc}") from exc
+    return from_dict(cls, data)
+
+
+def cmd_demo_data(args: argparse.Namespace) -> None:
+    from quagga.demo import generate_demo_data
+
+    counts = generate_demo_data(Path(args.out), seed=args.seed)
+    log.info("demo data in %s: %s", args.out, counts)
+
+
+def cmd_check_config(args: argparse.Namespace) -> None:
+    from quagga.config import load_config
+
+    config = load_config(args.config)
+    log.info("config OK: datasets %s", ", ".join(config["datasets"]))
+
+
+def cmd_tiles(args: argparse.Namespace) -> None:
+    from quagga.tiles.store import write_store
+
+    base_dir = Path(args.base_dir).resolve()
+    if args.modality == "audio":
+        from quagga.audio import iter_audio_tiles
+
+        audio = _params(AudioParams, args.params)
+        items = iter_audio_tiles(audio, base_dir)
+        tile_params = to_dict(audio.spectrogram)
+    else:
+        from quagga.images import iter_image_tiles
+
+        images = _params(ImageParams, args.params)
+        items = iter_image_tiles(images, base_dir)
+        tile_params = to_dict(images.normalize)
+    write_store(args.out, items, tile_params=tile_params, modality=args.modality)
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from quagga.models.train import train_model
+
+    train_model(Path(args.tiles), _params(TrainParams, args.params), Path(args.out))
+
+
+def cmd_encode(args: argparse.Namespace) -> None:
+    from quagga.models.encode import encode_store
+
+    encode_store(Path(args.tiles), Path(args.checkpoint), Path(args.out),
+                 examples_path=Path(args.examples) if args.examples else None, seed=args.seed)
+
+
+def cmd_embed(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from quagga.embed.parametric_umap import embed_latents
+    from quagga.tables import write_table
+
+    params = _params(EmbedParams, args.params)
+    embedding, map2d, map_nd = embed_latents(pd.read_parquet(args.latents), params)
+    models = Path(args.models_dir)
+    models.mkdir(parents=True, exist_ok=True)
+    map2d.save(models / "umap_2d.pt")
+    map_nd.save(models / f"umap_{params.cluster_dims}d.pt")
+    write_table(embedding, args.out, to_dict(params))
+
+
+def cmd_cluster(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from quagga.embed.cluster import cluster_embedding
+    from quagga.tables import write_table
+
+    params = _params(ClusterParams, args.params)
+    clusters, _ = cluster_embedding(pd.read_parquet(args.embedding), params)
+    write_table(clusters, args.out, to_dict(params))
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from quagga.evaluate.agreement import best_cluster_per_label, contingency_table, label_agreement
+    from quagga.tables import write_json
+    from quagga.tiles.store import TileStore
+
+    store = TileStore(args.tiles)
+    table = store.index[["item_id", "label"]].merge(pd.read_parquet(args.clusters), on="item_id", how="inner")
+    metrics: dict[str, Any] = label_agreement(table["label"], table["cluster"])
+    labelled = table[table["label"].notna()]
+    cont = contingency_table(labelled["label"], labelled["cluster"])
+    metrics["contingency"] = {
+        "labels": [str(v) for v in cont.index],
+        "clusters": [int(v) for v in cont.columns],
+        "counts": cont.to_numpy().tolist(),
+    }
+    metrics["best_cluster_per_label"] = best_cluster_per_label(
+        labelled["label"], labelled["cluster"]
+    ).to_dict(orient="records")
+    metrics["n_skipped"] = len(store.skipped)
+    write_json(metrics, args.out)
+    log.info("V-measure %.3f, ARI %.3f, %d clusters, noise %.1f %%", metrics["v_measure"], metrics["ari"],
+             metrics["n_clusters"], 100 * metrics["noise_fraction"])
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    from quagga.report import build_report
+
+    results = Path(args.results)
+    run_info = json.loads(args.run_info) if args.run_info else {}
+    run_info.update({"quagga": __version__, "python": platform.python_version(),
+                     "report time": time.strftime("%Y-%m-%d %H:%M:%S %Z")})
+    examples = results / "reconstructions.npz"
+    curve = results / "models" / "metrics.csv"
+    build_report(
+        dataset=args.dataset,
+        tiles_dir=results / "tiles",
+        latents_path=results / "latents.parquet",
+        embedding_path=results / "embedding.parquet",
+        clusters_path=results / "clusters.parquet",
+        metrics_path=results / "metrics.json",
+        examples_path=examples if examples.exists() else None,
+        training_curve_path=curve if curve.exists() else None,
+        params=_params(ReportParams, args.params),
+        out_dir=Path(args.out),
+        run_info=run_info,
+    )
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="quagga", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"quagga {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add(name: str, func: Callable[[argparse.Namespace], None], help_: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_)
+        p.set_defaults(func=func)
+        return p
+
+    p = add("demo-data", cmd_demo_data, "write the bundled demo data (audio + images with labels)")
+    p.add_argument("--out", default="data/demo")
+    p.add_argument("--seed", type=int, default=0)
+
+    p = add("check-config", cmd_check_config, "validate a config file against the schema")
+    p.add_argument("config")
+
+    p = add("tiles", cmd_tiles, "make the tile store of one dataset")
+    p.add_argument("--modality", choices=["audio", "images"], required=True)
+    p.add_argument("--params", required=True, help="JSON: the dataset's audio or images section")
+    p.add_argument("--base-dir", default=".", help="relative input paths start here")
+    p.add_argument("--out", required=True)
+
+    p = add("train", cmd_train, "train the autoencoder on a tile store")
+    p.add_argument("--tiles", required=True)
+    p.add_argument("--params", required=True, help="JSON: the dataset's train section")
+    p.add_argument("--out", required=True, help="model folder (vae.ckpt, metrics.csv, checkpoints/)")
+
+    p = add("encode", cmd_encode, "encode every tile to its latent vector")
+    p.add_argument("--tiles", required=True)
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--out", required=True, help="latents parquet")
+    p.add_argument("--examples", help="npz of reconstructions, prior samples, interpolation")
+    p.add_argument("--seed", type=int, default=0)
+
+    p = add("embed", cmd_embed, "ParametricUMAP of the latents (2-D map + n-D for clustering)")
+    p.add_argument("--latents", required=True)
+    p.add_argument("--params", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--models-dir", required=True)
+
+    p = add("cluster", cmd_cluster, "HDBSCAN on the n-D embedding")
+    p.add_argument("--embedding", required=True)
+    p.add_argument("--params", required=True)
+    p.add_argument("--out", required=True)
+
+    p = add("evaluate", cmd_evaluate, "compare clusters with the human labels")
+    p.add_argument("--tiles", required=True)
+    p.add_argument("--clusters", required=True)
+    p.add_argument("--out", required=True, help="metrics.json")
+
+    p = add("report", cmd_report, "write the dataset's HTML report")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--results", required=True, help="the dataset's results folder")
+    p.add_argument("--params", required=True)
+    p.add_argument("--run-info", default="", help="JSON shown in the run summary")
+    p.add_argument("--out", required=True)
+    return parser
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions that mean a user mistake (bad config, input or store): one line, no traceback."""
+    from quagga.audio.annotations import AnnotationError
+    from quagga.config import ConfigError
+    from quagga.tiles.store import StoreError
+
+    return (ConfigError, ParamsError, StoreError, AnnotationError, FileNotFoundError)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    try:
+        args.func(args)
+    except _user_errors() as exc:
+        log.error("quagga %s: %s", args.command, exc)
+        return 2
+    return 0

@@ -1,0 +1,109 @@
+"""Load, validate and default the workflow config; hand each stage its own section.
+
+Validation happens once, at workflow start, against workflow/schemas/config.schema.yaml. A bad value
+stops the run with the key, the value and what is allowed. The global ``seed`` reaches every stage.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+SEEDED_STAGES = ("train", "embed", "cluster")
+
+
+class ConfigError(ValueError):
+    """The config does not fit the schema; the message names every offending key."""
+
+
+def load_schema(path: str | Path = SCHEMA_PATH) -> dict[str, Any]:
+    """The schema with its ``$ref``s inlined, so defaults of referenced sections are visible."""
+    schema = yaml.safe_load(Path(path).read_text())
+    defs = schema.pop("$defs", {})
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            if "$ref" in node:
+                return inline(copy.deepcopy(defs[node["$ref"].rsplit("/", 1)[-1]]))
+            return {k: inline(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [inline(v) for v in node]
+        return node
+
+    return inline(schema)
+
+
+def _with_defaults(cls: type[jsonschema.protocols.Validator]) -> type[jsonschema.protocols.Validator]:
+    validate_properties = cls.VALIDATORS["properties"]
+
+    def set_defaults(validator: Any, properties: dict, instance: Any, schema: dict) -> Iterator[Any]:
+        if isinstance(instance, dict):
+            for name, sub in properties.items():
+                if "default" in sub and name not in instance:
+                    instance[name] = copy.deepcopy(sub["default"])
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(cls, {"properties": set_defaults})
+
+
+_Validator = _with_defaults(jsonschema.Draft202012Validator)
+
+
+def validate_config(config: dict[str, Any], schema_path: str | Path = SCHEMA_PATH) -> dict[str, Any]:
+    """Return a validated copy of ``config`` with every default filled in; raise ConfigError otherwise."""
+    config = copy.deepcopy(config)
+    errors = sorted(_Validator(load_schema(schema_path)).iter_errors(config), key=lambda e: list(e.path))
+    if errors:
+        lines = []
+        for err in errors:
+            key = ".".join(str(p) for p in err.path) or "(top level)"
+            hint = err.schema.get("description") if isinstance(err.schema, dict) else None
+            lines.append(f"  {key}: {err.message}" + (f" ({hint})" if hint else ""))
+        raise ConfigError("invalid config:\n" + "\n".join(lines))
+    for name, dataset in config["datasets"].items():
+        _check_consistency(name, dataset)
+    return config
+
+
+def _check_consistency(name: str, dataset: dict[str, Any]) -> None:
+    """Rules that span several keys, which the schema cannot express."""
+    spec = dataset.get("audio", {}).get("spectrogram")
+    if dataset["modality"] == "audio" and spec:
+        nyquist = spec["sample_rate"] / 2
+        if spec["fmax"] > nyquist:
+            raise ConfigError(f"datasets.{name}.audio.spectrogram.fmax: {spec['fmax']} Hz is above "
+                              f"sample_rate/2 = {nyquist} Hz")
+        if spec["fmin"] >= spec["fmax"]:
+            raise ConfigError(f"datasets.{name}.audio.spectrogram: fmin {spec['fmin']} must be below fmax")
+        if spec["db_min"] >= spec["db_max"]:
+            raise ConfigError(
+                f"datasets.{name}.audio.spectrogram: db_min {spec['db_min']} must be below db_max"
+            )
+    images = dataset.get("images")
+    if dataset["modality"] == "images" and images and images["input"] == "boxes" and not images.get("boxes"):
+        raise ConfigError(f"datasets.{name}.images.boxes: required when input is 'boxes'")
+
+
+def load_config(path: str | Path) -> dict[str, Any]:
+    """Read a YAML config file and validate it."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read config {path}: {exc}") from exc
+    return validate_config(raw)
+
+
+def stage_section(config: dict[str, Any], dataset: str, stage: str) -> dict[str, Any]:
+    """One stage's validated section of one dataset, with the global seed where the stage is seeded."""
+    ds = config["datasets"][dataset]
+    section = dict(ds[ds["modality"]] if stage == "tiles" else ds.get(stage, {}))
+    if stage in SEEDED_STAGES:
+        section["seed"] = config["seed"]
+    return section

@@ -1,0 +1,165 @@
+"""Typed, frozen parameters for every stage.
+
+The JSON schema (workflow/schemas/config.schema.yaml) holds defaults and bounds; these dataclasses
+turn one validated config section into a typed object, so stage code never reads loose dicts.
+Field names equal the config keys one to one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+class ParamsError(ValueError):
+    """A parameter section does not fit its dataclass (unknown key, wrong type)."""
+
+
+def from_dict(cls: type[T], data: dict[str, Any] | None, where: str = "") -> T:
+    """Build ``cls`` from a config section, rejecting unknown keys; nested dataclasses recurse."""
+    data = dict(data or {})
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ParamsError(f"{where or cls.__name__}: unknown key(s) {unknown}; allowed: {sorted(fields)}")
+    kwargs: dict[str, Any] = {}
+    for name, value in data.items():
+        ftype = fields[name].type
+        sub = _NESTED.get((cls.__name__, name))
+        if sub is not None:
+            value = from_dict(sub, value, f"{where}.{name}" if where else name)
+        elif isinstance(value, list) and "tuple" in str(ftype):
+            value = tuple(value)
+        kwargs[name] = value
+    return cls(**kwargs)
+
+
+def to_dict(obj: Any) -> dict[str, Any]:
+    """Plain dict (JSON-able) of a params dataclass, for sidecars and the report."""
+    return json.loads(json.dumps(dataclasses.asdict(obj)))
+
+
+@dataclass(frozen=True)
+class SpectrogramParams:
+    """How a call becomes a tile. Stored with the tiles; training refuses a store made otherwise."""
+
+    sample_rate: int = 22050
+    n_fft: int = 1024
+    hop_length: int = 128
+    n_mels: int = 128
+    fmin: float = 200.0
+    fmax: float = 10000.0
+    db_min: float = -90.0  # fixed normalisation bounds: loudness differences survive
+    db_max: float = -10.0
+    tile_duration_s: float = 1.6  # time span of one tile; shorter calls are padded with background
+    tile_size: int = 128
+
+
+@dataclass(frozen=True)
+class AudioParams:
+    """Where the recordings and their annotation table are."""
+
+    recordings: str = "data/demo/audio"  # folder (searched recursively) or a single file
+    annotations: str = "data/demo/audio/selections.txt"
+    annotation_format: str = "raven"  # raven | csv
+    label_column: str = "call_type"
+    channel: str = "mix"  # "mix" or a 0-based channel number as text
+    spectrogram: SpectrogramParams = field(default_factory=SpectrogramParams)
+
+
+@dataclass(frozen=True)
+class NormalizeParams:
+    """How a particle crop becomes a tile."""
+
+    tile_size: int = 128
+    scale_mode: str = "fit"  # fit: particle fills the tile | fixed: tile covers fixed_extent_px pixels
+    fixed_extent_px: int = 128
+    margin: float = 0.1  # context around a box, as a fraction of its longer side
+    percentile_low: float = 1.0
+    percentile_high: float = 99.0
+    invert: bool = False  # dark particles on a bright field: invert so particles are bright
+
+
+@dataclass(frozen=True)
+class ImageParams:
+    """Where the images and their labels or boxes are."""
+
+    input: str = "single"  # single: one particle per image | boxes: field images + box table
+    images: str = "data/demo/images/particles"
+    labels: str | None = "data/demo/images/particles/labels.csv"  # single: file,label
+    boxes: str | None = None  # boxes: image,label,xmin,ymin,xmax,ymax
+    channel: str = "luminance"  # luminance | red | green | blue
+    normalize: NormalizeParams = field(default_factory=NormalizeParams)
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    """The model and its Trainer."""
+
+    model: str = "vae"  # vae | ae
+    latent_dim: int = 32
+    base_channels: int = 16
+    depth: int = 5  # stride-2 stages; the bottleneck is tile_size / 2**depth
+    beta: float = 1.0
+    kl_warmup_epochs: int = 0
+    recon_loss: str = "mse"  # mse | bce
+    denoise_noise_std: float = 0.0
+    denoise_mask_fraction: float = 0.0
+    learning_rate: float = 1e-3
+    batch_size: int = 64
+    max_epochs: int = 30
+    max_time_s: float | None = None
+    val_fraction: float = 0.1
+    early_stopping_patience: int = 10
+    gradient_clip_val: float = 1.0
+    accelerator: str = "auto"
+    devices: int = 1
+    precision: str = "32-true"
+    num_workers: int = 0
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class EmbedParams:
+    """ParametricUMAP: a 2-D map for plots and an n-D space for clustering."""
+
+    n_neighbors: int = 15
+    min_dist: float = 0.1
+    cluster_dims: int = 10
+    cluster_min_dist: float = 0.0
+    metric: str = "euclidean"
+    epochs: int = 30
+    batch_size: int = 512
+    negative_sample_rate: int = 5
+    learning_rate: float = 1e-3
+    hidden: int = 256
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class ClusterParams:
+    """HDBSCAN on the n-D embedding."""
+
+    min_cluster_size: float = 0.02  # < 1: fraction of items; >= 1: count
+    min_samples: int | None = None
+    cluster_selection_method: str = "eom"  # eom | leaf
+    assign_noise: bool = False  # also report the most likely cluster of noise points (kept distinct)
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class ReportParams:
+    """What the report shows."""
+
+    n_examples: int = 16
+    max_points: int = 10000
+
+
+_NESTED: dict[tuple[str, str], type] = {
+    ("AudioParams", "spectrogram"): SpectrogramParams,
+    ("ImageParams", "normalize"): NormalizeParams,
+}

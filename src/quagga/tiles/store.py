@@ -1,0 +1,180 @@
+"""The tile store: one format for every modality.
+
+A store is a folder holding
+  tiles.bin     raw ``[N, 1, S, S]`` array (float16 or float32, values in [0, 1]), read memory-mapped
+  index.parquet one row per tile, in tile order, keyed by a stable ``item_id``
+  store.json    shape, dtype, the parameters that made the tiles, versions
+  skipped.csv   inputs that could not be tiled: source, item, reason
+The folder is written under a temporary name and renamed when complete, so a half-written store is
+never mistaken for a finished one. Tiles are streamed to disk, so memory does not grow with N.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from quagga import __version__
+
+log = logging.getLogger(__name__)
+
+TILES_FILE = "tiles.bin"
+INDEX_FILE = "index.parquet"
+META_FILE = "store.json"
+SKIPPED_FILE = "skipped.csv"
+SKIPPED_COLUMNS = ["source", "item", "reason"]
+
+
+class StoreError(RuntimeError):
+    """A store is missing, incomplete, or made with other parameters than expected."""
+
+
+@dataclass(frozen=True)
+class TileItem:
+    """One tile and its index row (``meta``: source, label, onset/offset or box, features...)."""
+
+    item_id: str
+    tile: np.ndarray  # [S, S] float in [0, 1]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """An input that could not become a tile, and why (shown in the report)."""
+
+    source: str
+    item: str
+    reason: str
+
+
+def write_store(
+    out_dir: str | Path,
+    items: Iterable[TileItem | Skipped],
+    tile_params: dict[str, Any],
+    modality: str,
+    dtype: str = "float16",
+) -> int:
+    """Stream ``items`` into a new store at ``out_dir``; return the number of tiles written.
+
+    Raises StoreError if no tile at all could be made (the skipped reasons are in the message).
+    """
+    out_dir = Path(out_dir)
+    tmp = out_dir.with_name(out_dir.name + f".tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    rows: list[dict[str, Any]] = []
+    skipped: list[Skipped] = []
+    seen: set[str] = set()
+    size: int | None = None
+    with open(tmp / TILES_FILE, "wb") as fh:
+        for item in items:
+            if isinstance(item, Skipped):
+                log.warning("skipped %s [%s]: %s", item.source, item.item, item.reason)
+                skipped.append(item)
+                continue
+            tile = np.asarray(item.tile)
+            if tile.ndim != 2 or tile.shape[0] != tile.shape[1]:
+                raise StoreError(f"tile {item.item_id}: expected a square 2-D array, got {tile.shape}")
+            if size is None:
+                size = tile.shape[0]
+            elif tile.shape[0] != size:
+                raise StoreError(f"tile {item.item_id}: size {tile.shape[0]} differs from {size}")
+            if not np.all(np.isfinite(tile)) or tile.min() < 0 or tile.max() > 1:
+                raise StoreError(f"tile {item.item_id}: values must be finite and in [0, 1]")
+            if item.item_id in seen:
+                raise StoreError(f"duplicate item_id {item.item_id!r}")
+            seen.add(item.item_id)
+            fh.write(np.ascontiguousarray(tile, dtype=dtype).tobytes())
+            rows.append({"item_id": item.item_id, "modality": modality, **item.meta})
+    skipped_df = pd.DataFrame([vars(s) for s in skipped], columns=SKIPPED_COLUMNS)
+    skipped_df.to_csv(tmp / SKIPPED_FILE, index=False)
+    if not rows:
+        reasons = "; ".join(f"{s.source}: {s.reason}" for s in skipped[:10]) or "no inputs found"
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise StoreError(f"no usable items for {out_dir}: {reasons}")
+    index = pd.DataFrame(rows)
+    if "label" in index:
+        index["label"] = index["label"].astype("string")
+    index.to_parquet(tmp / INDEX_FILE, index=False)
+    meta = {
+        "shape": [len(rows), 1, size, size],
+        "dtype": dtype,
+        "modality": modality,
+        "tile_params": tile_params,
+        "n_skipped": len(skipped),
+        "quagga_version": __version__,
+    }
+    (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    tmp.rename(out_dir)
+    log.info("wrote %d tiles (%d skipped) to %s", len(rows), len(skipped), out_dir)
+    return len(rows)
+
+
+class TileStore:
+    """Read side of a store: memory-mapped tiles, the index table, parameters, skipped inputs."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        meta_path = self.path / META_FILE
+        if not meta_path.is_file():
+            raise StoreError(f"{self.path} is not a tile store (no {META_FILE})")
+        self.meta: dict[str, Any] = json.loads(meta_path.read_text())
+        self.shape = tuple(self.meta["shape"])
+        self.dtype = np.dtype(self.meta["dtype"])
+        self._tiles: np.memmap | None = None
+        self._index: pd.DataFrame | None = None
+
+    @property
+    def tiles(self) -> np.memmap:
+        """``[N, 1, S, S]`` read-only memory map (opened lazily, so each worker opens its own)."""
+        if self._tiles is None:
+            self._tiles = np.memmap(self.path / TILES_FILE, dtype=self.dtype, mode="r", shape=self.shape)
+        return self._tiles
+
+    @property
+    def index(self) -> pd.DataFrame:
+        if self._index is None:
+            self._index = pd.read_parquet(self.path / INDEX_FILE)
+        return self._index
+
+    @property
+    def tile_params(self) -> dict[str, Any]:
+        return self.meta["tile_params"]
+
+    @property
+    def tile_size(self) -> int:
+        return int(self.shape[-1])
+
+    @property
+    def skipped(self) -> pd.DataFrame:
+        return pd.read_csv(self.path / SKIPPED_FILE, dtype=str, keep_default_na=False)
+
+    def __len__(self) -> int:
+        return int(self.shape[0])
+
+    def require_params(self, expected: dict[str, Any]) -> None:
+        """Refuse a store whose tiles were made with other parameters than ``expected``."""
+        if self.tile_params != expected:
+            diff = {
+                k: (self.tile_params.get(k), expected.get(k))
+                for k in set(self.tile_params) | set(expected)
+                if self.tile_params.get(k) != expected.get(k)
+            }
+            raise StoreError(f"{self.path}: tiles were made with other parameters (store, expected): {diff}")
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Dataloader workers re-open the memory map instead of pickling it.
+        state = dict(self.__dict__)
+        state["_tiles"] = None
+        return state

@@ -1,0 +1,41 @@
+"""The command line: user mistakes end with one clear line and exit code 2, never a traceback."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from quagga import __version__
+from quagga.cli import main
+
+
+def _run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "quagga", *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=120)
+
+
+def test_version_and_help() -> None:
+    done = _run("--version")
+    assert done.returncode == 0 and __version__ in done.stdout
+    assert "tiles" in _run("--help").stdout
+
+
+def test_bad_config_is_one_clear_line(tmp_path: Path) -> None:
+    (tmp_path / "c.yaml").write_text("datasets:\n  d:\n    modality: audio\n    audio: {}\n    train: {max_epochs: -3}\n")
+    done = _run("check-config", str(tmp_path / "c.yaml"))
+    assert done.returncode == 2
+    assert "datasets.d.train.max_epochs: -3 is less than the minimum of 1" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_missing_annotation_table_and_bad_params(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    params = json.dumps({"recordings": ".", "annotations": "nope.txt"})
+    rc = main(["tiles", "--modality", "audio", "--params", params, "--base-dir", str(tmp_path),
+               "--out", str(tmp_path / "tiles")])
+    assert rc == 2 and "annotation table not found" in caplog.text
+    rc = main(["tiles", "--modality", "audio", "--params", '{"recording": "."}', "--out", str(tmp_path / "t")])
+    assert rc == 2 and "unknown key(s) ['recording']" in caplog.text

@@ -1,0 +1,89 @@
+"""Config: schema validation with defaults, clear errors, and agreement with the typed params."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import yaml
+
+from quagga import params as P
+from quagga.config import ConfigError, load_config, load_schema, stage_section, validate_config
+
+REPO = Path(__file__).resolve().parents[1]
+AUDIO = {"modality": "audio", "audio": {}}
+
+
+def test_default_config_validates_and_fills_defaults() -> None:
+    config = load_config(REPO / "config" / "config.yaml")
+    assert set(config["datasets"]) >= {"demo-audio", "demo-particles"}
+    audio = config["datasets"]["demo-audio"]
+    assert audio["train"]["latent_dim"] == 32 and audio["audio"]["spectrogram"]["tile_size"] == 128
+    train = stage_section(config, "demo-audio", "train")
+    assert train["seed"] == config["seed"]
+    assert P.from_dict(P.TrainParams, train).seed == config["seed"]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"train": {"max_epochs": 0}}, r"datasets.d.train.max_epochs: 0 is less than the minimum of 1"),
+        ({"train": {"latent_dim": "big"}}, r"datasets.d.train.latent_dim: 'big' is not of type 'integer'"),
+        ({"train": {"lr": 0.1}}, r"Additional properties are not allowed \('lr' was unexpected\)"),
+        ({"train": {"model": "gan"}}, r"datasets.d.train.model: 'gan' is not one of \['vae', 'ae'\]"),
+        ({"modality": "video"}, r"datasets.d.modality: 'video' is not one of"),
+        ({"audio": {"spectrogram": {"fmax": 20000}}}, r"fmax: 20000 Hz is above sample_rate/2"),
+        ({"audio": {"channel": "left"}}, r"datasets.d.audio.channel: 'left' does not match"),
+    ],
+)
+def test_bad_values_name_key_value_and_rule(change: dict, message: str) -> None:
+    dataset = {**AUDIO, **change}
+    with pytest.raises(ConfigError, match=message):
+        validate_config({"datasets": {"d": dataset}})
+
+
+def test_missing_section_and_bad_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="'audio' is a required property"):
+        validate_config({"datasets": {"d": {"modality": "audio"}}})
+    with pytest.raises(ConfigError, match="boxes: required when input is 'boxes'"):
+        validate_config({"datasets": {"d": {"modality": "images", "images": {"input": "boxes"}}}})
+    (tmp_path / "c.yaml").write_text("datasets: [unclosed")
+    with pytest.raises(ConfigError, match="cannot read config"):
+        load_config(tmp_path / "c.yaml")
+
+
+SECTIONS = {
+    "audio": P.AudioParams, "spectrogram": P.SpectrogramParams, "images": P.ImageParams,
+    "normalize": P.NormalizeParams, "train": P.TrainParams, "embed": P.EmbedParams,
+    "cluster": P.ClusterParams, "report": P.ReportParams,
+}
+
+
+@pytest.mark.parametrize("name", sorted(SECTIONS))
+def test_schema_and_dataclass_agree_on_keys_and_defaults(name: str) -> None:
+    """Defaults live in the schema; the dataclasses must not drift from it."""
+    section = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())["$defs"][name]
+    fields = {f.name: f for f in dataclasses.fields(SECTIONS[name])}
+    schema_keys = set(section["properties"])
+    assert schema_keys == set(fields) - {"seed"}
+    for key, sub in section["properties"].items():
+        if "default" in sub:
+            f = fields[key]
+            default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+            assert default == sub["default"], key
+
+
+def test_schema_inlines_refs() -> None:
+    schema = load_schema()
+    assert "$ref" not in str(schema)
+
+
+def test_every_key_is_documented() -> None:
+    doc = (REPO / "config" / "README.md").read_text()
+    schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
+    keys = set(schema["properties"])
+    for section in schema["$defs"].values():
+        keys |= set(section.get("properties", {}))
+    missing = sorted(k for k in keys if f"`{k}`" not in doc)
+    assert not missing, f"config/README.md lacks {missing}"

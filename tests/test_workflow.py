@@ -1,0 +1,94 @@
+"""End to end: the real snakemake runs the whole workflow on the demo data, tiny settings."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+DATASETS = ["demo-audio", "demo-particles", "demo-fields"]
+pytestmark = pytest.mark.workflow
+
+
+def _config(max_epochs: int) -> dict:
+    base = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    for ds in base["datasets"].values():
+        ds["train"] = {"max_epochs": max_epochs, "batch_size": 32}
+        ds["embed"] = {"epochs": 5}
+    return base
+
+
+def _snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "workflow" / "Snakefile"), "-d", str(workdir),
+           "--cores", "2", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1500)
+
+
+def _jobs(dry_run_output: str) -> set[str]:
+    table = dry_run_output.split("Job stats:")[-1]
+    return set(re.findall(r"^(\w+)\s+\d+$", table, flags=re.M)) - {"total"}
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    wd = tmp_path_factory.mktemp("wf")
+    (wd / "config").mkdir()
+    (wd / "config" / "config.yaml").write_text(yaml.safe_dump(_config(max_epochs=2)))
+    done = _snakemake(wd)
+    assert done.returncode == 0, done.stderr[-4000:]
+    return wd
+
+
+def test_every_output_exists_and_metrics_are_sane(workdir: Path) -> None:
+    for ds in DATASETS:
+        out = workdir / "results" / ds
+        for name in ["tiles/store.json", "models/vae.ckpt", "latents.parquet", "embedding.parquet",
+                     "clusters.parquet", "report/index.html"]:
+            assert (out / name).is_file(), f"{ds}: {name} missing"
+        metrics = json.loads((out / "metrics.json").read_text())
+        store = json.loads((out / "tiles" / "store.json").read_text())
+        assert metrics["n_items"] == store["shape"][0] > 50
+        for key in ["homogeneity", "completeness", "v_measure", "ami"]:
+            assert 0.0 <= metrics[key] <= 1.0, key
+        assert -1.0 <= metrics["ari"] <= 1.0
+        assert 0.0 <= metrics["noise_fraction"] <= 1.0
+        assert metrics["n_labels"] >= 4
+        assert (workdir / "results" / "logs" / "train" / f"{ds}.log").is_file()
+        assert (workdir / "results" / "benchmarks" / "train" / f"{ds}.tsv").is_file()
+
+
+def test_second_run_has_nothing_to_do(workdir: Path) -> None:
+    done = _snakemake(workdir, "-n")
+    assert done.returncode == 0
+    assert "Nothing to be done" in done.stdout + done.stderr
+
+
+def test_changing_a_training_parameter_reruns_training_and_downstream_only(workdir: Path) -> None:
+    config = workdir / "config" / "config.yaml"
+    original = config.read_text()
+    try:
+        config.write_text(yaml.safe_dump(_config(max_epochs=3)))
+        done = _snakemake(workdir, "-n")
+        assert done.returncode == 0, done.stderr[-2000:]
+        jobs = _jobs(done.stdout + done.stderr)
+        assert jobs == {"all", "train", "encode", "embed", "cluster", "evaluate", "report"}, jobs
+    finally:
+        config.write_text(original)
+
+
+def test_bad_config_stops_at_start_with_the_key(tmp_path: Path) -> None:
+    (tmp_path / "config").mkdir()
+    bad = _config(max_epochs=2)
+    bad["datasets"]["demo-audio"]["train"]["max_epochs"] = -1
+    (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(bad))
+    done = _snakemake(tmp_path, "-n")
+    assert done.returncode != 0
+    assert "datasets.demo-audio.train.max_epochs: -1 is less than the minimum of 1" in done.stderr

@@ -1,0 +1,53 @@
+"""Tile store: streamed write, memory-mapped read, atomic folder, parameter guard."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from quagga.tiles.store import Skipped, StoreError, TileItem, TileStore, write_store
+
+
+def _items(n: int) -> list[TileItem | Skipped]:
+    rng = np.random.default_rng(0)
+    items: list[TileItem | Skipped] = [
+        TileItem(f"f{i}", rng.random((16, 16), dtype=np.float32), {"label": "ab"[i % 2], "source": f"f{i}.wav"})
+        for i in range(n)
+    ]
+    items.insert(2, Skipped("bad.wav", "row 3", "cannot read audio"))
+    return items
+
+
+def test_round_trip(tmp_path: Path) -> None:
+    items = _items(5)
+    assert write_store(tmp_path / "s", items, {"a": 1}, "audio") == 5
+    store = TileStore(tmp_path / "s")
+    assert len(store) == 5 and store.tiles.shape == (5, 1, 16, 16) and store.tile_size == 16
+    first = items[0]
+    assert isinstance(first, TileItem)
+    np.testing.assert_allclose(store.tiles[0, 0], first.tile, atol=1e-3)  # float16 storage
+    assert list(store.index["item_id"]) == [f"f{i}" for i in range(5)]
+    assert list(store.index["label"]) == ["a", "b", "a", "b", "a"]
+    assert store.skipped.to_dict(orient="records") == [
+        {"source": "bad.wav", "item": "row 3", "reason": "cannot read audio"}
+    ]
+    assert not list(tmp_path.glob("*.tmp-*"))
+
+
+def test_guards(tmp_path: Path) -> None:
+    write_store(tmp_path / "s", _items(3), {"n_fft": 512}, "audio")
+    store = TileStore(tmp_path / "s")
+    store.require_params({"n_fft": 512})
+    with pytest.raises(StoreError, match="other parameters"):
+        store.require_params({"n_fft": 1024})
+    with pytest.raises(StoreError, match="no usable items.*bad.wav: broken"):
+        write_store(tmp_path / "empty", [Skipped("bad.wav", "row 2", "broken")], {}, "audio")
+    assert not (tmp_path / "empty").exists()
+    with pytest.raises(StoreError, match=r"values must be finite and in \[0, 1\]"):
+        write_store(tmp_path / "x", [TileItem("a", np.full((4, 4), 2.0))], {}, "audio")
+    with pytest.raises(StoreError, match="duplicate item_id"):
+        write_store(tmp_path / "x", [TileItem("a", np.zeros((4, 4)))] * 2, {}, "audio")
+    with pytest.raises(StoreError, match="not a tile store"):
+        TileStore(tmp_path / "nothing")

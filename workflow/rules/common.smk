@@ -1,0 +1,59 @@
+# Validation, dataset names and per-stage parameters; all logic lives in quagga.config.
+import json
+import os
+import sys
+
+from quagga.config import ConfigError, stage_section, validate_config
+
+try:
+    config.update(validate_config(config, workflow.source_path("../schemas/config.schema.yaml")))
+except ConfigError as exc:
+    sys.exit(f"quagga: {exc}")
+
+RESULTS = config["results"]
+DEMO = config["demo_data"]
+DATASETS = sorted(config["datasets"])
+AUDIO = [d for d in DATASETS if config["datasets"][d]["modality"] == "audio"] or ["__none__"]
+IMAGES = [d for d in DATASETS if config["datasets"][d]["modality"] == "images"] or ["__none__"]
+ENV = "../../environment.yml"
+
+
+wildcard_constraints:
+    dataset="|".join(DATASETS),
+
+
+def stage_params(stage):
+    """Input function: one stage's validated section as JSON (Snakemake reruns a job when it changes)."""
+
+    def get(wildcards):
+        return json.dumps(stage_section(config, wildcards.dataset, stage), sort_keys=True)
+
+    return get
+
+
+def input_tables(wildcards):
+    """The annotation / label / box tables a dataset's tiles are made from."""
+    section = stage_section(config, wildcards.dataset, "tiles")
+    keys = ("annotations",) if config["datasets"][wildcards.dataset]["modality"] == "audio" else ("labels", "boxes")
+    return [section[k] for k in keys if section.get(k) and not section[k].endswith("/")]
+
+
+def run_info(wildcards):
+    """What the report's run summary shows about the configuration."""
+    ds = config["datasets"][wildcards.dataset]
+    return json.dumps({"seed": config["seed"], "modality": ds["modality"], "config": ds}, sort_keys=True)
+
+
+def output_dir(wildcards, output):
+    """Folder of a rule's first output (for CLIs that write several files into one folder)."""
+    return os.path.dirname(output[0])
+
+
+def demo_root(wildcards, output):
+    """The demo data folder, two levels above the audio selection table."""
+    return os.path.dirname(os.path.dirname(output[0]))
+
+
+def dataset_dir(wildcards, input):
+    """A dataset's results folder: the parent of its tile store."""
+    return os.path.dirname(input.tiles)

@@ -1,0 +1,16 @@
+rule demo_data:
+    output:
+        f"{DEMO}/audio/selections.txt",
+        f"{DEMO}/images/particles/labels.csv",
+        f"{DEMO}/images/fields/boxes.csv",
+    params:
+        seed=config["seed"],
+        out=demo_root,
+    log:
+        f"{RESULTS}/logs/demo_data/demo.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/demo_data/demo.tsv"
+    conda:
+        ENV
+    shell:
+        "python -m quagga demo-data --out {params.out} --seed {params.seed} 2> {log}"
