@@ -25,7 +25,8 @@ def test_version_and_help() -> None:
 
 
 def test_bad_config_is_one_clear_line(tmp_path: Path) -> None:
-    (tmp_path / "c.yaml").write_text("datasets:\n  d:\n    modality: audio\n    audio: {}\n    train: {max_epochs: -3}\n")
+    config = "datasets:\n  d:\n    modality: audio\n    audio: {}\n    train: {max_epochs: -3}\n"
+    (tmp_path / "c.yaml").write_text(config)
     done = _run("check-config", str(tmp_path / "c.yaml"))
     assert done.returncode == 2
     assert "datasets.d.train.max_epochs: -3 is less than the minimum of 1" in done.stderr

@@ -1,1 +1,121 @@
-"""quagga.images"""
+"""Image front end: particle images or field images with boxes -> one normalized tile per particle."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from quagga.images.features import particle_features
+from quagga.images.io import ImageReadError, check_channel, read_image
+from quagga.images.normalize import Box, CropError, check_normalize, make_tile
+from quagga.images.particles import COORDINATES, box_in_image, read_box_table, single_particle_table
+from quagga.params import ImageParams, NormalizeParams
+from quagga.tiles.store import Skipped, TileItem
+
+log = logging.getLogger(__name__)
+
+__all__ = ["iter_image_tiles"]
+
+
+def iter_image_tiles(params: ImageParams, base_dir: Path) -> Iterator[TileItem | Skipped]:
+    """Yield a tile per particle; per-image and per-box problems become Skipped items.
+
+    Relative paths in ``params`` are resolved against ``base_dir``; image names in the tables against
+    the ``images`` folder. Settings, folders and tables are checked here, before the first item, so a
+    config mistake fails at once (ValueError naming the path) instead of skipping every particle.
+    """
+    check_channel(params.channel)
+    check_normalize(params.normalize)
+    base_dir = Path(os.path.abspath(base_dir))
+    images_dir = _resolve(base_dir, params.images)
+    if not images_dir.is_dir():
+        raise ValueError(f"images folder not found: {images_dir}")
+    if params.input == "single":
+        labels = None if params.labels is None else _resolve(base_dir, params.labels)
+        table, skipped = single_particle_table(images_dir, labels), []
+    elif params.input == "boxes":
+        if params.boxes is None:
+            raise ValueError("images.boxes must name a box table or VOC folder when images.input is 'boxes'")
+        table, skipped = read_box_table(_resolve(base_dir, params.boxes))
+    else:
+        raise ValueError(f"images.input: unknown input {params.input!r}; allowed: ['single', 'boxes']")
+    log.info("%s: %d particles in %d images", images_dir, len(table), table["image"].nunique())
+    return _iter_tiles(table, skipped, images_dir, base_dir, params)
+
+
+def _iter_tiles(
+    table: pd.DataFrame, skipped: list[Skipped], images_dir: Path, base_dir: Path, params: ImageParams
+) -> Iterator[TileItem | Skipped]:
+    """Read each image once and tile every particle row of it."""
+    yield from skipped
+    whole_image = params.input == "single"
+    first_item: dict[str, str] = {}  # item_id -> the row that made it, to name duplicates
+    for image, rows in table.groupby("image", sort=False):
+        path = images_dir / str(image)
+        source = _relative(path, base_dir)
+        if not image or not path.is_file():
+            yield from _skip_rows(source, rows, f"image not found: {path}" if image else "no image named")
+            continue
+        try:
+            gray = read_image(path, params.channel)
+        except ImageReadError as exc:
+            yield from _skip_rows(source, rows, str(exc))
+            continue
+        for row in rows.itertuples(index=False):
+            yield _particle(gray, row, source, whole_image, params.normalize, first_item)
+
+
+def _particle(
+    gray: np.ndarray, row: Any, source: str, whole_image: bool, p: NormalizeParams, first_item: dict[str, str]
+) -> TileItem | Skipped:
+    """Tile, box and features of one table row, or why it was skipped."""
+    height, width = gray.shape
+    try:
+        if whole_image:
+            box = Box(0, 0, width, height)
+        else:
+            box = box_in_image(tuple(getattr(row, c) for c in COORDINATES), width, height)
+        item_id = source if whole_image else f"{source}#{box.xmin},{box.ymin},{box.xmax},{box.ymax}"
+        if item_id in first_item:
+            raise CropError(f"same particle as {first_item[item_id]}")
+        tile = make_tile(gray, box, p)
+    except CropError as exc:
+        return Skipped(source, row.item, str(exc))
+    first_item[item_id] = row.item
+    context = gray[tile.context.ymin : tile.context.ymax, tile.context.xmin : tile.context.xmax]
+    return TileItem(
+        item_id=item_id,
+        tile=tile.image,
+        meta={
+            "source": source,
+            "label": None if pd.isna(row.label) else row.label,
+            **box._asdict(),
+            "orig_width": width,
+            "orig_height": height,
+            "scale": tile.scale,
+            "shrunk": tile.shrunk,
+            **particle_features(context, tile.background),
+        },
+    )
+
+
+def _skip_rows(source: str, rows: pd.DataFrame, reason: str) -> Iterator[Skipped]:
+    log.warning("%s: %s (%d particles skipped)", source, reason, len(rows))
+    for item in rows["item"]:
+        yield Skipped(source, item, reason)
+
+
+def _resolve(base_dir: Path, path: str) -> Path:
+    """``path`` against ``base_dir``, absolute but with symlinks kept (data folders are often links)."""
+    return Path(os.path.normpath(base_dir / path))
+
+
+def _relative(path: Path, base_dir: Path) -> str:
+    """Path relative to ``base_dir`` when inside it (stable item ids across machines), else absolute."""
+    return (path.relative_to(base_dir) if path.is_relative_to(base_dir) else path).as_posix()

@@ -1,0 +1,119 @@
+"""HDBSCAN on the n-D embedding: clusters, membership strength, GLOSH outlier scores, soft assignment.
+
+HDBSCAN leaves points that belong to no dense region as noise (-1) instead of forcing them into a cluster;
+that is the honest answer for odd calls or debris. When a hard assignment is still wanted, noise points get
+their most likely cluster in a separate column, so the two answers are never confused.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import warnings
+
+import hdbscan
+import numpy as np
+import pandas as pd
+
+from quagga.params import ClusterParams
+
+log = logging.getLogger(__name__)
+
+
+def embedding_columns(embedding: pd.DataFrame) -> list[str]:
+    """The ``u_*`` columns in numeric order (u_2 before u_10), which is the order the model was fit on."""
+    cols = sorted((c for c in embedding.columns if c.startswith("u_")), key=lambda c: int(c[2:]))
+    if not cols:
+        raise ValueError(f"embedding table has no u_* columns (columns: {list(embedding.columns)})")
+    return cols
+
+
+def resolve_min_cluster_size(value: float, n_items: int) -> int:
+    """A fraction (< 1) of the items or a count (>= 1), never below 2 (HDBSCAN's smallest cluster)."""
+    if value <= 0:
+        raise ValueError(f"min_cluster_size must be positive, got {value}")
+    size = math.ceil(value * n_items) if value < 1 else round(value)
+    return max(2, size)
+
+
+def cluster_embedding(
+    embedding: pd.DataFrame, params: ClusterParams
+) -> tuple[pd.DataFrame, hdbscan.HDBSCAN | None]:
+    """Cluster the ``u_*`` columns with HDBSCAN; returns the per-item table and the fitted model.
+
+    Columns: item_id, cluster (-1 = noise), probability (membership strength), outlier_score (GLOSH) and,
+    with ``assign_noise``, assigned_cluster. With too few items for one cluster, every item is noise
+    (outlier_score NaN: there is no density to compare with) and the model is None.
+    """
+    cols = embedding_columns(embedding)
+    X = embedding[cols].to_numpy(dtype=np.float64)
+    n = len(X)
+    min_size = resolve_min_cluster_size(params.min_cluster_size, n)
+    table = pd.DataFrame({"item_id": embedding["item_id"].to_numpy()})
+    if n < max(min_size, params.min_samples or 0, 2):
+        log.warning(
+            "only %d items, fewer than min_cluster_size=%d / min_samples=%s: every item is noise",
+            n, min_size, params.min_samples,
+        )
+        table["cluster"] = np.full(n, -1, dtype=np.int64)
+        table["probability"] = np.zeros(n)
+        table["outlier_score"] = np.full(n, np.nan)
+        if params.assign_noise:
+            table["assigned_cluster"] = table["cluster"]
+        return table, None
+
+    model = hdbscan.HDBSCAN(
+        min_cluster_size=min_size,
+        min_samples=params.min_samples,
+        cluster_selection_method=params.cluster_selection_method,
+        prediction_data=True,
+    )
+    with warnings.catch_warnings():
+        # hdbscan warns when it finds no clusters; that case is logged below
+        warnings.simplefilter("ignore", UserWarning)
+        model.fit(X)
+    labels = model.labels_.astype(np.int64)
+    table["cluster"] = labels
+    table["probability"] = model.probabilities_.astype(np.float64)
+    table["outlier_score"] = model.outlier_scores_.astype(np.float64)
+    if params.assign_noise:
+        table["assigned_cluster"] = assign_noise_points(model)
+    n_clusters = int(labels.max()) + 1
+    log.info(
+        "HDBSCAN on %d items x %d dims (min_cluster_size=%d, min_samples=%s): %d clusters, %.1f %% noise",
+        n, len(cols), min_size, params.min_samples, n_clusters, 100 * float(np.mean(labels == -1)),
+    )
+    if n_clusters == 0:
+        log.warning("HDBSCAN found no clusters: every item is noise; try a smaller min_cluster_size")
+    return table, model
+
+
+def assign_noise_points(model: hdbscan.HDBSCAN) -> np.ndarray:
+    """Cluster members keep their cluster; noise points get the argmax of their soft membership vector."""
+    labels = model.labels_.astype(np.int64)
+    if labels.max() < 0:
+        return labels.copy()
+    membership = np.nan_to_num(hdbscan.all_points_membership_vectors(model)).reshape(len(labels), -1)
+    return np.where(labels >= 0, labels, membership.argmax(axis=1)).astype(np.int64)
+
+
+def predict_new(model: hdbscan.HDBSCAN, embedding: pd.DataFrame) -> pd.DataFrame:
+    """Place items not used in the fit into the existing clusters (no refit, so cluster ids stay stable).
+
+    Returns item_id, cluster (-1 = noise), probability and outlier_score, as ``cluster_embedding`` does.
+    """
+    cols = embedding_columns(embedding)
+    n_dims = model.prediction_data_.raw_data.shape[1]
+    if len(cols) != n_dims:
+        raise ValueError(f"model was fit on {n_dims} embedding dims, table has {len(cols)} u_* columns")
+    X = embedding[cols].to_numpy(dtype=np.float64)
+    labels, strengths, scores = np.full(len(X), -1), np.zeros(len(X)), np.zeros(len(X))
+    if len(X):
+        labels, strengths = hdbscan.approximate_predict(model, X)
+        scores = hdbscan.approximate_predict_scores(model, X)
+    return pd.DataFrame({
+        "item_id": embedding["item_id"].to_numpy(),
+        "cluster": np.asarray(labels, dtype=np.int64),
+        "probability": np.asarray(strengths, dtype=np.float64),
+        "outlier_score": np.asarray(scores, dtype=np.float64),
+    })

@@ -1,0 +1,266 @@
+"""ParametricUMAP in torch: umap-learn's fuzzy graph, an MLP encoder trained with the UMAP loss.
+
+umap-learn's own ParametricUMAP needs TensorFlow; this one follows it (Sainburg et al. 2021) with a plain
+torch loop. A learned encoder (rather than a fixed point cloud) lets new items be placed on an existing map
+and makes the map a small file that travels with the results.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse
+import torch
+from sklearn.neighbors import NearestNeighbors
+from torch import nn
+from umap.umap_ import find_ab_params, fuzzy_simplicial_set, nearest_neighbors
+
+from quagga.params import EmbedParams
+
+log = logging.getLogger(__name__)
+
+_DIST_EPS = 1e-3  # keeps log(d^2) finite for coincident points (umap-learn's SGD adds it to d^2 too)
+_GRAD_CLIP = 4.0  # clip-by-value, as umap-learn's parametric Adam
+_TRANSFORM_CHUNK = 65536
+# Like umap.UMAP, small data get exact neighbours (also skipping NN-descent's long numba compile);
+# metrics sklearn knows under the same name and meaning as umap-learn.
+_EXACT_KNN_BELOW = 4096
+_EXACT_METRICS = frozenset(
+    {"euclidean", "l2", "manhattan", "l1", "cityblock", "cosine", "correlation", "chebyshev", "canberra",
+     "braycurtis"}
+)
+
+
+@dataclass(frozen=True)
+class ParametricUMAPConfig:
+    """The constructor arguments of a ParametricUMAP, saved with its weights."""
+
+    n_components: int
+    n_neighbors: int
+    min_dist: float
+    metric: str
+    epochs: int
+    batch_size: int
+    negative_sample_rate: int
+    learning_rate: float
+    hidden: int
+    seed: int
+
+
+def _encoder(n_in: int, hidden: int, n_out: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Linear(n_in, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, n_out)
+    )
+
+
+def umap_loss(
+    emb_to: torch.Tensor, emb_from: torch.Tensor, neg_index: torch.Tensor, a: float, b: float
+) -> torch.Tensor:
+    """UMAP fuzzy cross-entropy of positive edges plus in-batch negative samples.
+
+    With t = log(a) + b log(d^2), the low-dimensional similarity is q = 1 / (1 + a d^2b) = sigmoid(-t), so
+    attraction -log q = softplus(t) and repulsion -log(1 - q) = softplus(-t): stable for any distance.
+    Negatives pair each head with tails drawn from the batch (as umap-learn's parametric loss), so no extra
+    encoder pass is needed.
+    """
+    n_neg = neg_index.shape[0]
+    heads = torch.cat([emb_to, emb_to.repeat_interleave(n_neg // emb_to.shape[0], dim=0)])
+    tails = torch.cat([emb_from, emb_from[neg_index]])
+    t = np.log(a) + b * torch.log((heads - tails).pow(2).sum(dim=1) + _DIST_EPS)
+    n_pos = emb_to.shape[0]
+    return torch.cat([nn.functional.softplus(t[:n_pos]), nn.functional.softplus(-t[n_pos:])]).mean()
+
+
+class ParametricUMAP:
+    """UMAP whose embedding is an MLP of the (standardised) input, so ``transform`` works on new data.
+
+    The fuzzy graph is built on the raw inputs (standardising would inflate near-constant latent dims,
+    e.g. inactive VAE units); only the network sees standardised inputs. Edges are drawn with probability
+    proportional to their membership strength; one epoch draws sum(w)/max(w) of them, so an edge is seen
+    as often per epoch as in classic UMAP, where an edge of weight w is sampled w/max(w) times an epoch.
+    """
+
+    def __init__(
+        self,
+        n_components: int = 2,
+        n_neighbors: int = 15,
+        min_dist: float = 0.1,
+        metric: str = "euclidean",
+        epochs: int = 30,
+        batch_size: int = 512,
+        negative_sample_rate: int = 5,
+        learning_rate: float = 1e-3,
+        hidden: int = 256,
+        seed: int = 0,
+    ) -> None:
+        self.config = ParametricUMAPConfig(
+            n_components, n_neighbors, min_dist, metric, epochs, batch_size, negative_sample_rate,
+            learning_rate, hidden, seed,
+        )
+        self.a, self.b = (float(v) for v in find_ab_params(1.0, min_dist))
+        self.encoder: nn.Sequential | None = None
+        self.mean_: np.ndarray | None = None
+        self.std_: np.ndarray | None = None
+        self.loss_history_: list[float] = []
+
+    def fit(self, X: np.ndarray) -> ParametricUMAP:
+        """Build the fuzzy k-NN graph of ``X`` and train the encoder to embed it."""
+        cfg = self.config
+        X = np.asarray(X, dtype=np.float32)
+        if X.ndim != 2 or len(X) < 3:
+            raise ValueError(f"ParametricUMAP needs a 2-D array of at least 3 items, got shape {X.shape}")
+        if not np.isfinite(X).all():
+            raise ValueError("ParametricUMAP input contains NaN or infinite values")
+        started = time.perf_counter()
+        head, tail, weight = self._graph(X)
+        graph_s = time.perf_counter() - started
+        std = X.std(axis=0)
+        self.mean_, self.std_ = X.mean(axis=0), np.where(std > 0, std, 1.0).astype(np.float32)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.seed)
+            self.encoder = _encoder(X.shape[1], cfg.hidden, cfg.n_components)
+        n_steps = self._train(torch.from_numpy(self._standardise(X)), head, tail, weight)
+        log.info(
+            "ParametricUMAP %d-D: %d items, %d edges; graph %.1f s, %d epochs x %d steps %.1f s; loss %.4f",
+            cfg.n_components, len(X), len(head), graph_s, cfg.epochs, n_steps,
+            time.perf_counter() - started - graph_s,
+            self.loss_history_[-1] if self.loss_history_ else float("nan"),
+        )
+        return self
+
+    def _train(self, inputs: torch.Tensor, head: np.ndarray, tail: np.ndarray, weight: np.ndarray) -> int:
+        """Adam on the UMAP loss; edges are drawn for a whole epoch at once (numpy), then fed in batches."""
+        cfg = self.config
+        optimizer = torch.optim.Adam(self.encoder.parameters(), lr=cfg.learning_rate)
+        rng = np.random.default_rng(cfg.seed)
+        # one epoch draws sum(w)/max(w) edges: on average each edge as often as in one classic UMAP epoch
+        per_epoch = max(1, round(weight.sum() / weight.max()))
+        batch = min(cfg.batch_size, per_epoch)
+        n_steps = max(1, round(per_epoch / batch))
+        prob = weight / weight.sum()
+        self.encoder.train()
+        self.loss_history_ = []
+        for epoch in range(cfg.epochs):
+            edges = rng.choice(len(head), size=(n_steps, batch), p=prob)
+            n_neg = batch * cfg.negative_sample_rate
+            negatives = torch.from_numpy(rng.integers(0, batch, size=(n_steps, n_neg)))
+            heads, tails = torch.from_numpy(head[edges]), torch.from_numpy(tail[edges])
+            total = torch.zeros(())
+            for step in range(n_steps):
+                emb = self.encoder(inputs[torch.cat([heads[step], tails[step]])])
+                loss = umap_loss(emb[:batch], emb[batch:], negatives[step], self.a, self.b)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                nn.utils.clip_grad_value_(self.encoder.parameters(), _GRAD_CLIP)
+                optimizer.step()
+                total += loss.detach()
+            self.loss_history_.append(float(total) / n_steps)
+            log.debug("epoch %d/%d: loss %.4f", epoch + 1, cfg.epochs, self.loss_history_[-1])
+        self.encoder.eval()
+        return n_steps
+
+    def transform(self, X: np.ndarray) -> np.ndarray:
+        """Embed ``X`` (seen in fit or not) with the trained encoder."""
+        if self.encoder is None:
+            raise RuntimeError("ParametricUMAP is not fitted: call fit() or load() first")
+        X = np.asarray(X, dtype=np.float32)
+        if X.ndim != 2 or X.shape[1] != len(self.mean_):
+            raise ValueError(f"expected an array of shape (n, {len(self.mean_)}), got {X.shape}")
+        inputs = torch.from_numpy(self._standardise(X))
+        with torch.inference_mode():
+            out = [self.encoder(chunk) for chunk in inputs.split(_TRANSFORM_CHUNK)]
+        return torch.cat(out).numpy() if out else np.zeros((0, self.config.n_components), np.float32)
+
+    def fit_transform(self, X: np.ndarray) -> np.ndarray:
+        """Fit on ``X`` and return its embedding."""
+        return self.fit(X).transform(X)
+
+    def save(self, path: str | Path) -> None:
+        """Write config, standardisation and weights as a plain dict (loadable with weights_only=True)."""
+        if self.encoder is None:
+            raise RuntimeError("ParametricUMAP is not fitted: nothing to save")
+        state: dict[str, Any] = {
+            "config": asdict(self.config),
+            "mean": torch.from_numpy(self.mean_),
+            "std": torch.from_numpy(self.std_),
+            "n_features": len(self.mean_),
+            "encoder": self.encoder.state_dict(),
+            "loss_history": list(self.loss_history_),
+        }
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        torch.save(state, tmp)
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> ParametricUMAP:
+        """Rebuild a fitted model from :meth:`save`'s file."""
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        model = cls(**state["config"])
+        model.mean_ = state["mean"].numpy()
+        model.std_ = state["std"].numpy()
+        model.encoder = _encoder(state["n_features"], model.config.hidden, model.config.n_components)
+        model.encoder.load_state_dict(state["encoder"])
+        model.encoder.eval()
+        model.loss_history_ = list(state["loss_history"])
+        return model
+
+    def _standardise(self, X: np.ndarray) -> np.ndarray:
+        return ((X - self.mean_) / self.std_).astype(np.float32)
+
+    def _graph(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Edges (head, tail, weight) of umap-learn's fuzzy simplicial set of ``X``."""
+        cfg = self.config
+        k = min(cfg.n_neighbors, len(X) - 1)
+        if k < cfg.n_neighbors:
+            log.warning("only %d items: n_neighbors lowered from %d to %d", len(X), cfg.n_neighbors, k)
+        if len(X) < _EXACT_KNN_BELOW and cfg.metric in _EXACT_METRICS:
+            knn_dist, knn_idx = NearestNeighbors(n_neighbors=k, metric=cfg.metric).fit(X).kneighbors(X)
+            knn_dist = knn_dist.astype(np.float32)
+        else:
+            # n_jobs=1 makes NN-descent deterministic for a given random_state (as umap.UMAP does)
+            knn_idx, knn_dist, _ = nearest_neighbors(
+                X, k, cfg.metric, {}, False, np.random.RandomState(cfg.seed), n_jobs=1
+            )
+        graph, _, _ = fuzzy_simplicial_set(
+            X, k, np.random.RandomState(cfg.seed), cfg.metric, knn_indices=knn_idx, knn_dists=knn_dist
+        )
+        graph = scipy.sparse.coo_matrix(graph)
+        graph.sum_duplicates()
+        keep = graph.data > 0
+        head, tail = graph.row[keep].astype(np.int64), graph.col[keep].astype(np.int64)
+        return head, tail, graph.data[keep].astype(np.float64)
+
+
+def embed_latents(
+    latents: pd.DataFrame, params: EmbedParams
+) -> tuple[pd.DataFrame, ParametricUMAP, ParametricUMAP]:
+    """Fit a 2-D map (for plots) and a ``cluster_dims``-D map (for HDBSCAN) on the ``z_*`` columns.
+
+    Clustering runs in more dimensions with min_dist ~0 because a 2-D map squeezes clusters together and
+    a positive min_dist spreads them out; the 2-D map is for the eye only.
+    """
+    z_cols = [c for c in latents.columns if c.startswith("z_")]
+    if not z_cols:
+        raise ValueError(f"latents table has no z_* columns (columns: {list(latents.columns)})")
+    X = latents[z_cols].to_numpy(dtype=np.float32)
+    shared = {
+        "n_neighbors": params.n_neighbors, "metric": params.metric, "epochs": params.epochs,
+        "batch_size": params.batch_size, "negative_sample_rate": params.negative_sample_rate,
+        "learning_rate": params.learning_rate, "hidden": params.hidden, "seed": params.seed,
+    }
+    map2d = ParametricUMAP(n_components=2, min_dist=params.min_dist, **shared).fit(X)
+    map_nd = ParametricUMAP(n_components=params.cluster_dims, min_dist=params.cluster_min_dist, **shared)
+    map_nd.fit(X)
+    xy, u = map2d.transform(X), map_nd.transform(X)
+    table = pd.DataFrame({"item_id": latents["item_id"].to_numpy(), "x": xy[:, 0], "y": xy[:, 1]})
+    for i in range(u.shape[1]):
+        table[f"u_{i}"] = u[:, i]
+    return table, map2d, map_nd

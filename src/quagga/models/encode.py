@@ -1,0 +1,131 @@
+"""Latents table (and example reconstructions) of a tile store from a trained checkpoint.
+
+The store is streamed through the model in batches, so only the output table grows with the number of
+tiles. The checkpoint is read with ``weights_only=True``: tensors and plain containers, never pickled code.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader
+
+from quagga.models.vae import TileAutoencoder
+from quagga.tables import write_table
+from quagga.tiles.dataset import TileDataset
+from quagga.tiles.store import StoreError, TileStore
+
+log = logging.getLogger(__name__)
+
+ENCODE_BATCH_SIZE = 256  # inference only: large enough to amortise per-batch overhead, small in memory
+N_INTERPOLATION = 8
+
+
+def load_autoencoder(checkpoint: Path, device: str | torch.device = "cpu") -> TileAutoencoder:
+    """The model in a Lightning checkpoint written by ``train_model``, in eval mode."""
+    ckpt = torch.load(checkpoint, map_location=device, weights_only=True)
+    if "hyper_parameters" not in ckpt or "state_dict" not in ckpt:
+        raise ValueError(f"{checkpoint} is not a quagga model checkpoint (no hyper_parameters/state_dict)")
+    model = TileAutoencoder(**ckpt["hyper_parameters"])
+    model.load_state_dict(ckpt["state_dict"])
+    return model.to(device).eval()
+
+
+def encode_store(
+    store_dir: Path,
+    checkpoint: Path,
+    out_path: Path,
+    examples_path: Path | None = None,
+    n_examples: int = 16,
+    seed: int = 0,
+) -> None:
+    """Write ``out_path`` (item_id, z_0..z_{d-1}, recon_error, neg_elbo) and optionally an examples .npz.
+
+    Refuses a store whose tile parameters differ from those the checkpoint was trained on.
+    """
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = load_autoencoder(checkpoint, device)
+    hparams = dict(model.hparams)
+    store = TileStore(store_dir)
+    if hparams.get("tile_params") is None:
+        raise StoreError(f"{checkpoint} records no tile parameters, so its tiles cannot be checked")
+    try:
+        store.require_params(hparams["tile_params"])
+    except StoreError as err:
+        raise StoreError(f"cannot encode with {checkpoint}, trained on other tiles: {err}") from err
+    if store.tile_size != hparams["tile_size"]:
+        raise StoreError(
+            f"{store_dir}: tiles are {store.tile_size} px, {checkpoint} expects {hparams['tile_size']}"
+        )
+
+    n, d = len(store), hparams["latent_dim"]
+    latents = np.empty((n, d), dtype=np.float32)
+    recon_error = np.empty(n, dtype=np.float32)
+    neg_elbo = np.empty(n, dtype=np.float32)
+    start = 0
+    with torch.inference_mode():
+        for batch in DataLoader(TileDataset(store), batch_size=ENCODE_BATCH_SIZE):
+            out = model.predict_step(batch.to(device))
+            stop = start + len(batch)
+            latents[start:stop] = out["mean"].cpu().numpy()
+            recon_error[start:stop] = out["recon_error"].cpu().numpy()
+            neg_elbo[start:stop] = out["neg_elbo"].cpu().numpy()
+            start = stop
+
+    table = pd.DataFrame({"item_id": store.index["item_id"].to_numpy()})
+    table = pd.concat([table, pd.DataFrame(latents, columns=[f"z_{i}" for i in range(d)])], axis=1)
+    table["recon_error"] = recon_error
+    table["neg_elbo"] = neg_elbo
+    meta = {"checkpoint": str(checkpoint), "store": str(store_dir), "model": hparams}
+    write_table(table, out_path, meta)
+    log.info("encoded %d tiles to %d-D latents -> %s", n, d, out_path)
+    if examples_path is not None:
+        write_examples(model, store, latents, Path(examples_path), n_examples, seed)
+
+
+def write_examples(
+    model: TileAutoencoder,
+    store: TileStore,
+    latents: np.ndarray,
+    path: Path,
+    n_examples: int = 16,
+    seed: int = 0,
+) -> None:
+    """Examples for the report, as an .npz written atomically.
+
+    Arrays: ``item_id`` [n] (str), ``input``/``recon``/``prior_samples`` [n, S, S], ``interpolation``
+    [8, S, S] between the first two examples (``interpolation_ends``). The plain autoencoder has no
+    prior, so its samples come from a diagonal Gaussian fitted to ``latents`` instead of N(0, I).
+    """
+    rng = np.random.default_rng(seed)
+    n = min(n_examples, len(store))
+    idx = np.sort(rng.choice(len(store), size=n, replace=False))
+    device = next(model.parameters()).device
+    ends = idx[[0, min(1, n - 1)]]
+    z = torch.from_numpy(rng.standard_normal((n, latents.shape[1]), dtype=np.float32))
+    if not model.variational:
+        z = z * torch.from_numpy(latents.std(axis=0)) + torch.from_numpy(latents.mean(axis=0))
+    t = torch.linspace(0.0, 1.0, N_INTERPOLATION).unsqueeze(1)
+    a, b = torch.from_numpy(latents[ends])
+    with torch.inference_mode():
+        inputs = torch.from_numpy(np.asarray(store.tiles[idx], dtype=np.float32)).to(device)
+        arrays = {
+            "item_id": store.index["item_id"].to_numpy()[idx].astype(str),
+            "input": inputs[:, 0],
+            "recon": model(inputs)[:, 0],
+            "prior_samples": model.decode(z.to(device))[:, 0],
+            "interpolation": model.decode(((1 - t) * a + t * b).to(device))[:, 0],
+            "interpolation_ends": store.index["item_id"].to_numpy()[ends].astype(str),
+        }
+    arrays = {k: v.float().cpu().numpy() if isinstance(v, torch.Tensor) else v for k, v in arrays.items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as fh:
+        np.savez_compressed(fh, **arrays)
+    os.replace(tmp, path)
+    log.info("wrote %d examples to %s", n, path)

@@ -1,0 +1,218 @@
+"""Train the tile autoencoder from typed parameters, resuming a killed run from its last checkpoint.
+
+Outputs in ``out_dir``: ``vae.ckpt`` (best by validation loss), ``metrics.csv`` (one row per epoch),
+``params.json`` (train parameters, tile parameters, versions), ``checkpoints/`` (``last``, ``best`` and
+``run.json``, the fingerprint that decides whether a later call may resume) and ``logs/`` (raw CSV logs).
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import logging
+import os
+import platform
+import re
+import shutil
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import pandas as pd
+import torch
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
+
+from quagga import __version__
+from quagga.models.vae import TileAutoencoder
+from quagga.params import TrainParams, to_dict
+from quagga.tables import write_json
+from quagga.tiles.dataset import TileDataModule
+from quagga.tiles.store import TileStore
+
+log = logging.getLogger(__name__)
+
+# Fields that only bound how long or where training runs: changing them keeps a run resumable.
+RESUMABLE_FIELDS = (
+    "max_epochs",
+    "max_time_s",
+    "early_stopping_patience",
+    "accelerator",
+    "devices",
+    "num_workers",
+)
+METRIC_COLUMNS = {
+    "train_loss": "train_loss",
+    "val_loss": "val_loss",
+    "train_recon": "recon",
+    "train_kl": "kl",
+    "val_recon": "val_recon",
+    "val_kl": "val_kl",
+    "kl_weight": "kl_weight",
+}
+# Lightning warnings that do not apply here: memory-mapped tiles load fast without workers, the
+# checkpoint folder is ours to reuse when resuming, and a deprecation inside Lightning itself.
+_QUIET = (
+    r".*does not have many workers.*",
+    r".*Checkpoint directory .* exists and is not empty.*",
+    r".*Total length of .* across ranks is zero.*",  # no validation split: intended
+    r".*isinstance\(treespec, LeafSpec\)` is deprecated.*",
+)
+
+
+def train_model(store_dir: Path, params: TrainParams, out_dir: Path) -> Path:
+    """Train on the tile store at ``store_dir`` and return the path of the best checkpoint (``vae.ckpt``)."""
+    out_dir = Path(out_dir)
+    ckpt_dir = out_dir / "checkpoints"
+    L.seed_everything(params.seed, workers=True)
+    data = TileDataModule(store_dir, params.batch_size, params.val_fraction, params.seed, params.num_workers)
+    store = data.store
+    model = TileAutoencoder(
+        tile_size=store.tile_size,
+        latent_dim=params.latent_dim,
+        base_channels=params.base_channels,
+        depth=params.depth,
+        model=params.model,
+        beta=params.beta,
+        kl_warmup_epochs=params.kl_warmup_epochs,
+        recon_loss=params.recon_loss,
+        learning_rate=params.learning_rate,
+        denoise_noise_std=params.denoise_noise_std,
+        denoise_mask_fraction=params.denoise_mask_fraction,
+        tile_params=store.tile_params,
+    )
+    resume = _resumable_checkpoint(out_dir, _run_key(params, store))
+    monitor = "val_loss" if len(data.val_indices) else "train_loss"
+    checkpoint = ModelCheckpoint(
+        dirpath=ckpt_dir,
+        filename="best",
+        monitor=monitor,
+        mode="min",
+        save_last=True,
+        enable_version_counter=False,
+    )
+    trainer = L.Trainer(
+        accelerator=params.accelerator,
+        devices=params.devices,
+        precision=params.precision,  # type: ignore[arg-type]
+        max_epochs=params.max_epochs,
+        max_time=None if params.max_time_s is None else datetime.timedelta(seconds=params.max_time_s),
+        gradient_clip_val=params.gradient_clip_val,
+        callbacks=[checkpoint, EarlyStopping(monitor, patience=params.early_stopping_patience, mode="min")],
+        logger=CSVLogger(out_dir, name="logs"),
+        deterministic=True if _on_cpu(params.accelerator) else "warn",
+        enable_progress_bar=sys.stderr.isatty(),
+        enable_model_summary=False,
+        log_every_n_steps=1,
+    )
+    log.info(
+        "training %s on %d tiles (%d train, %d val) of %s for up to %d epochs%s",
+        params.model,
+        len(store),
+        len(data.train_indices),
+        len(data.val_indices),
+        store_dir,
+        params.max_epochs,
+        f", resuming from {resume}" if resume else "",
+    )
+    with warnings.catch_warnings():
+        for pattern in _QUIET:
+            warnings.filterwarnings("ignore", message=pattern)
+        trainer.fit(model, datamodule=data, ckpt_path=resume, weights_only=True)
+
+    best = Path(checkpoint.best_model_path or checkpoint.last_model_path)
+    if not best.is_file():
+        raise RuntimeError(
+            f"training wrote no checkpoint in {ckpt_dir} (did max_time_s end the first epoch?)"
+        )
+    target = out_dir / "vae.ckpt"
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    shutil.copyfile(best, tmp)
+    os.replace(tmp, target)
+    metrics = _write_metrics(out_dir / "logs", out_dir / "metrics.csv")
+    best_score = None if checkpoint.best_model_score is None else float(checkpoint.best_model_score)
+    write_json(
+        {
+            "train": to_dict(params),
+            "tile_params": store.tile_params,
+            "store": {"path": str(store_dir), "n_items": len(store), "tile_size": store.tile_size},
+            "n_train": len(data.train_indices),
+            "n_val": len(data.val_indices),
+            "epochs": int(metrics["epoch"].max()) + 1 if len(metrics) else 0,
+            "monitor": monitor,
+            "best_score": best_score,
+            "resumed_from": str(resume) if resume else None,
+            "versions": _versions(),
+        },
+        out_dir / "params.json",
+    )
+    log.info("best %s %s -> %s", monitor, best_score, target)
+    return target
+
+
+def _on_cpu(accelerator: str) -> bool:
+    return accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available())
+
+
+def _run_key(params: TrainParams, store: TileStore) -> dict[str, Any]:
+    """What must be unchanged for a run to resume: the training recipe and the exact tiles it sees."""
+    recipe = {k: v for k, v in to_dict(params).items() if k not in RESUMABLE_FIELDS}
+    items = hashlib.sha1("\n".join(store.index["item_id"].astype(str)).encode()).hexdigest()
+    key = {
+        "train": recipe,
+        "tile_params": store.tile_params,
+        "shape": list(store.shape),
+        "item_ids_sha1": items,
+    }
+    return json.loads(json.dumps(key))
+
+
+def _resumable_checkpoint(out_dir: Path, key: dict[str, Any]) -> Path | None:
+    """``last.ckpt`` of an interrupted run with the same recipe and tiles; otherwise clear stale state."""
+    ckpt_dir, log_dir = out_dir / "checkpoints", out_dir / "logs"
+    last, run_file = ckpt_dir / "last.ckpt", ckpt_dir / "run.json"
+    if last.is_file() and run_file.is_file() and json.loads(run_file.read_text()) == key:
+        return last
+    if ckpt_dir.exists() or log_dir.exists():
+        log.warning("discarding checkpoints and logs in %s: made with other parameters or tiles", out_dir)
+        shutil.rmtree(ckpt_dir, ignore_errors=True)
+        shutil.rmtree(log_dir, ignore_errors=True)
+    write_json(key, run_file)
+    return None
+
+
+def _write_metrics(log_dir: Path, out_path: Path) -> pd.DataFrame:
+    """One row per epoch from all CSV log versions (a resumed run logs to a new version folder).
+
+    A killed run may have logged part of an epoch that was then repeated; the later value wins.
+    """
+
+    def version(p: Path) -> int:
+        match = re.fullmatch(r"version_(\d+)", p.parent.name)
+        return int(match.group(1)) if match else -1
+
+    frames = [pd.read_csv(p) for p in sorted(log_dir.glob("version_*/metrics.csv"), key=version)]
+    raw = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame({"epoch": []})
+    per_epoch = raw.dropna(subset=["epoch"]).groupby("epoch", sort=True).last().reset_index()
+    table = pd.DataFrame({"epoch": per_epoch["epoch"].astype(int)})
+    for source, name in METRIC_COLUMNS.items():
+        table[name] = per_epoch.get(source, np.nan)
+    tmp = out_path.with_name(f".{out_path.name}.tmp-{os.getpid()}")
+    table.to_csv(tmp, index=False)
+    os.replace(tmp, out_path)
+    return table
+
+
+def _versions() -> dict[str, str]:
+    return {
+        "quagga": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "lightning": L.__version__,
+        "numpy": np.__version__,
+        "pandas": pd.__version__,
+    }

@@ -1,0 +1,144 @@
+"""One Lightning module family for tiles: autoencoder, VAE, beta-VAE and their denoising variants.
+
+The variants differ only in hyperparameters (``model``, ``beta``, ``denoise_*``), so every run shares
+one network definition, one loss and one training step, and a checkpoint alone says how it was made.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+from torch import Tensor
+
+from quagga.models.losses import RECON_LOSSES, autoencoder_terms, kl_per_item, reconstruction_per_item
+from quagga.models.networks import Decoder, Encoder
+
+MODELS = ("vae", "ae")
+LOGVAR_LIMIT = 10.0  # |log-variance| bound: exp() can neither overflow nor collapse to exactly zero
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training objective became NaN or infinite."""
+
+
+class TileAutoencoder(L.LightningModule):
+    """Convolutional (variational) autoencoder of ``[B, 1, S, S]`` tiles in [0, 1].
+
+    ``tile_params`` are the parameters that made the training tiles; they ride along in the checkpoint
+    so that encoding refuses tiles made differently.
+    """
+
+    def __init__(
+        self,
+        tile_size: int = 128,
+        latent_dim: int = 32,
+        base_channels: int = 16,
+        depth: int = 5,
+        model: str = "vae",
+        beta: float = 1.0,
+        kl_warmup_epochs: int = 0,
+        recon_loss: str = "mse",
+        learning_rate: float = 1e-3,
+        denoise_noise_std: float = 0.0,
+        denoise_mask_fraction: float = 0.0,
+        tile_params: dict[str, Any] | None = None,
+    ):
+        super().__init__()
+        if model not in MODELS:
+            raise ValueError(f"model must be one of {MODELS}, got {model!r}")
+        if recon_loss not in RECON_LOSSES:
+            raise ValueError(f"recon_loss must be one of {RECON_LOSSES}, got {recon_loss!r}")
+        if beta < 0 or denoise_noise_std < 0 or not 0 <= denoise_mask_fraction < 1:
+            raise ValueError(
+                "need beta >= 0, denoise_noise_std >= 0 and 0 <= denoise_mask_fraction < 1; got "
+                f"beta={beta}, denoise_noise_std={denoise_noise_std}, "
+                f"denoise_mask_fraction={denoise_mask_fraction}"
+            )
+        self.save_hyperparameters()
+        self.variational = model == "vae"
+        self.encoder = Encoder(tile_size, latent_dim, base_channels, depth, variational=self.variational)
+        self.decoder = Decoder(tile_size, latent_dim, base_channels, depth)
+        self.to(memory_format=torch.channels_last)
+
+    def encode(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
+        """Posterior mean and log-variance of ``x`` (log-variance ``None`` for the plain autoencoder)."""
+        mean, logvar = self.encoder(x)
+        return mean, None if logvar is None else logvar.clamp(-LOGVAR_LIMIT, LOGVAR_LIMIT)
+
+    def decode(self, z: Tensor) -> Tensor:
+        """Tiles in [0, 1] decoded from latents ``z``."""
+        return torch.sigmoid(self.decoder(z))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Deterministic reconstruction (decoded posterior mean)."""
+        return self.decode(self.encode(x)[0])
+
+    def kl_weight(self, stage: str) -> float:
+        """Beta, ramped up linearly over the first ``kl_warmup_epochs`` training epochs.
+
+        Validation always uses the full beta, so ``val_loss`` measures one objective across epochs and
+        early stopping is not fooled by the ramp.
+        """
+        beta, warmup = self.hparams["beta"], self.hparams["kl_warmup_epochs"]
+        if stage != "train" or warmup <= 0:
+            return beta
+        return beta * min(1.0, (self.current_epoch + 1) / (warmup + 1))
+
+    def corrupt(self, x: Tensor) -> Tensor:
+        """Denoising input: Gaussian noise (clipped to [0, 1]) and randomly zeroed pixels."""
+        std, fraction = self.hparams["denoise_noise_std"], self.hparams["denoise_mask_fraction"]
+        if std > 0:
+            x = (x + std * torch.randn_like(x)).clamp(0.0, 1.0)
+        if fraction > 0:
+            x = x * (torch.rand_like(x) >= fraction)
+        return x
+
+    def loss_terms(self, x: Tensor, stage: str) -> dict[str, Tensor]:
+        """Named loss terms of a batch; corruption (denoising) only while training, target always clean."""
+        inputs = self.corrupt(x) if stage == "train" else x
+        mean, logvar = self.encode(inputs)
+        z = mean if logvar is None else mean + torch.randn_like(mean) * (0.5 * logvar).exp()
+        logits = self.decoder(z)
+        return autoencoder_terms(logits, x, mean, logvar, self.kl_weight(stage), self.hparams["recon_loss"])
+
+    def _step(self, batch: Tensor, stage: str) -> Tensor:
+        terms = self.loss_terms(batch, stage)
+        if not torch.isfinite(terms["loss"]):
+            raise NonFiniteLossError(
+                f"non-finite {stage} loss at global step {self.global_step}, epoch {self.current_epoch} "
+                f"(recon={terms['recon'].item()}, kl={terms['kl'].item()}): check the tiles for NaN, "
+                "or lower learning_rate / beta and keep gradient_clip_val on"
+            )
+        metrics = {f"{stage}_{name}": value for name, value in terms.items()}
+        self.log_dict(metrics, on_step=False, on_epoch=True, batch_size=len(batch))
+        if stage == "train":
+            self.log("kl_weight", self.kl_weight(stage), on_step=False, on_epoch=True, batch_size=len(batch))
+        return terms["loss"]
+
+    def training_step(self, batch: Tensor, batch_idx: int) -> Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: Tensor, batch_idx: int) -> Tensor:
+        return self._step(batch, "val")
+
+    def test_step(self, batch: Tensor, batch_idx: int) -> Tensor:
+        return self._step(batch, "test")
+
+    def predict_step(self, batch: Tensor, batch_idx: int = 0) -> dict[str, Tensor]:
+        """Posterior mean, per-item mean squared error and negative ELBO (both at the posterior mean).
+
+        Scoring at the mean rather than a sample keeps scores deterministic; the negative ELBO uses the
+        unweighted KL (beta = 1), and for the plain autoencoder it is the reconstruction term alone.
+        """
+        mean, logvar = self.encode(batch)
+        logits = self.decoder(mean)
+        neg_elbo = reconstruction_per_item(logits, batch, self.hparams["recon_loss"])
+        if logvar is not None:
+            neg_elbo = neg_elbo + kl_per_item(mean, logvar)
+        recon_error = (torch.sigmoid(logits) - batch).square().flatten(1).mean(dim=1)
+        return {"mean": mean, "recon_error": recon_error, "neg_elbo": neg_elbo}
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.parameters(), lr=self.hparams["learning_rate"])

@@ -1,0 +1,175 @@
+"""Report figures: pure functions from arrays and tables to PNG bytes.
+
+Figures are drawn on ``matplotlib.figure.Figure`` objects with the Agg canvas, never through pyplot, so
+no global backend state is touched and nothing has to be closed. Tile mosaics skip the figure machinery
+altogether: tiles are coloured with the colormap and written as one image, which keeps the page small.
+PNG metadata is stripped, so the page carries no URL, not even matplotlib's own.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Sequence
+
+import matplotlib
+import matplotlib.image
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+DPI = 90
+LEGEND_MAX = 20  # more categories than this: no legend, it would hide the points
+ANNOTATE_MAX_CELLS = 600  # contingency cells above this: colour only, numbers would not fit
+NOISE_COLOUR = "#b0b0b0"
+_TAB20 = matplotlib.colormaps["tab20"]
+_PALETTE = [_TAB20(i) for i in (*range(0, 20, 2), *range(1, 20, 2))]  # strong colours first, then pale
+_PNG_META = {"Software": None}
+
+
+def tile_display(modality: str) -> tuple[str, str]:
+    """(origin, colormap) for a modality: spectrograms put low frequencies at the bottom."""
+    return ("lower", "magma") if modality == "audio" else ("upper", "gray")
+
+
+def _png(fig: Figure) -> bytes:
+    FigureCanvasAgg(fig)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI, metadata=_PNG_META)
+    return buf.getvalue()
+
+
+def _plain(text: object) -> str:
+    """Text for matplotlib: dollar signs escaped so a label is never parsed as mathtext."""
+    return str(text).replace("$", r"\$")
+
+
+def _shrink(tiles: np.ndarray, max_px: int) -> np.ndarray:
+    """Block-average ``[n, S, S]`` tiles by an integer factor so a side is at most about ``max_px``."""
+    factor = max(1, math.ceil(tiles.shape[-1] / max_px))
+    if factor == 1:
+        return tiles
+    side = tiles.shape[-1] // factor * factor
+    t = tiles[:, :side, :side]
+    return t.reshape(len(t), side // factor, factor, side // factor, factor).mean(axis=(2, 4))
+
+
+def tile_grid(
+    rows: Sequence[np.ndarray], origin: str = "upper", cmap: str = "gray", max_px: int = 64, gap: int = 2
+) -> bytes:
+    """One PNG mosaic: each entry of ``rows`` (``[n, S, S]``, values in [0, 1]) is a row of tiles.
+
+    Rows may differ in length (the rest is left white). ``origin="lower"`` flips each tile so that
+    row 0 of a spectrogram (the lowest frequency) is drawn at the bottom.
+    """
+    shrunk = [_shrink(np.asarray(r, dtype=np.float32).reshape(-1, *np.shape(r)[-2:]), max_px) for r in rows]
+    side = max(r.shape[-1] for r in shrunk)
+    n_cols = max(1, max(len(r) for r in shrunk))
+    height = len(shrunk) * (side + gap) - gap
+    width = n_cols * (side + gap) - gap
+    rgb = np.full((max(height, 1), max(width, 1), 3), 255, dtype=np.uint8)
+    colour = matplotlib.colormaps[cmap]
+    for i, row in enumerate(shrunk):
+        for j, tile in enumerate(row):
+            t = tile[::-1] if origin == "lower" else tile
+            y, x = i * (side + gap), j * (side + gap)
+            rgb[y : y + t.shape[0], x : x + t.shape[1]] = colour(np.clip(t, 0, 1), bytes=True)[..., :3]
+    buf = io.BytesIO()
+    matplotlib.image.imsave(buf, rgb, format="png", metadata=_PNG_META)
+    return buf.getvalue()
+
+
+def _scatter_panel(
+    ax: Axes, x: np.ndarray, y: np.ndarray, cats: np.ndarray, order: list[str], grey: str, title: str
+) -> None:
+    """The ``grey`` category (noise, unlabelled) drawn first and faint, the others on top, one colour each."""
+    size = float(np.clip(3000 / max(len(x), 1), 1, 20))
+    m = cats == grey
+    if m.any():
+        ax.scatter(x[m], y[m], s=size, c=NOISE_COLOUR, alpha=0.5, linewidths=0, label=_plain(grey))
+    for i, c in enumerate(order):
+        m = cats == c
+        ax.scatter(x[m], y[m], s=size, color=_PALETTE[i % len(_PALETTE)], linewidths=0, label=_plain(c))
+    ax.set_title(title)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if len(order) + 1 <= LEGEND_MAX:
+        ax.legend(fontsize=7, markerscale=max(1.0, 16 / size) ** 0.5, frameon=False)
+
+
+def embedding_scatter(
+    x: np.ndarray, y: np.ndarray, clusters: Sequence[int], labels: Sequence[object]
+) -> bytes:
+    """Two panels of the 2-D embedding: coloured by HDBSCAN cluster (noise grey) and by human label."""
+    x = np.asarray(x, dtype=float)
+    y = np.asarray(y, dtype=float)
+    cl = np.asarray(clusters, dtype=int)
+    cluster_cats = np.array(["noise" if c == -1 else f"cluster {c}" for c in cl], dtype=object)
+    cluster_order = [f"cluster {c}" for c in sorted(set(cl.tolist()) - {-1})]
+    lab = pd.Series(list(labels), dtype="string").fillna("unlabelled").to_numpy(dtype=object)
+    label_order = sorted(set(lab.tolist()) - {"unlabelled"})
+    fig = Figure(figsize=(11, 5), layout="constrained")
+    left, right = fig.subplots(1, 2, sharex=True, sharey=True)
+    _scatter_panel(left, x, y, cluster_cats, cluster_order, "noise", "HDBSCAN clusters")
+    _scatter_panel(right, x, y, lab, label_order, "unlabelled", "Human labels")
+    return _png(fig)
+
+
+def contingency_heatmap(labels: Sequence[object], clusters: Sequence[object], counts: np.ndarray) -> bytes:
+    """Labels x clusters counts, coloured by the share of each label that falls in each cluster."""
+    counts = np.asarray(counts, dtype=float).reshape(len(labels), len(clusters))
+    shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    col_names = ["noise" if str(c) == "-1" else str(c) for c in clusters]
+    fig = Figure(
+        figsize=(min(16, 2.5 + 0.45 * len(clusters)), min(12, 1.5 + 0.35 * len(labels))), layout="constrained"
+    )
+    ax = fig.subplots()
+    im = ax.imshow(shares, cmap="Blues", vmin=0, vmax=1, aspect="auto")
+    ax.set_xticks(range(len(clusters)), [_plain(c) for c in col_names], rotation=90, fontsize=7)
+    ax.set_yticks(range(len(labels)), [_plain(v) for v in labels], fontsize=7)
+    ax.set_xlabel("cluster")
+    ax.set_ylabel("label")
+    if counts.size <= ANNOTATE_MAX_CELLS:
+        for (i, j), n in np.ndenumerate(counts):
+            if n:
+                ax.text(
+                    j,
+                    i,
+                    f"{n:.0f}",
+                    ha="center",
+                    va="center",
+                    fontsize=6,
+                    color="white" if shares[i, j] > 0.6 else "black",
+                )
+    fig.colorbar(im, ax=ax, label="share of label", shrink=0.8)
+    return _png(fig)
+
+
+def per_epoch(curve: pd.DataFrame) -> pd.DataFrame:
+    """One row per epoch: Lightning's CSVLogger writes train and val values on separate, NaN-padded rows."""
+    numeric = curve.apply(pd.to_numeric, errors="coerce")
+    numeric = numeric.drop(columns=[c for c in numeric if c == "step" or c.endswith("_step")])
+    if "epoch" not in numeric:
+        numeric = numeric.assign(epoch=np.arange(len(numeric)))
+    return numeric.dropna(subset=["epoch"]).groupby("epoch").mean().dropna(axis=1, how="all").sort_index()
+
+
+def training_curves(epochs: pd.DataFrame) -> bytes:
+    """Loss columns against epoch; any other logged values (KL, learning rate...) in a second panel."""
+    losses = [c for c in epochs if "loss" in c]
+    others = [c for c in epochs if c not in losses]
+    panels = [p for p in (losses, others) if p]
+    fig = Figure(figsize=(5.5 * max(len(panels), 1), 3.8), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, max(len(panels), 1)))
+    for ax, cols in zip(axes, panels, strict=False):
+        for c in cols:
+            s = epochs[c].dropna()
+            ax.plot(s.index, s.to_numpy(), marker="o", markersize=3, label=_plain(c))
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.legend(fontsize=7, frameon=False)
+    axes[0].set_ylabel("loss")
+    return _png(fig)

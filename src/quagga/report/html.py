@@ -1,0 +1,474 @@
+"""Assemble a dataset's report: one self-contained HTML page.
+
+All tables are joined on ``item_id``. Figures are inline base64 PNGs and the style sheet is inline, so
+the page can be mailed or archived as one file and references nothing outside itself. Every string that
+comes from data or config (labels, file names, parameters, reasons) goes through ``html.escape``: a
+hostile label is shown as text and never run. Only ``Markup`` built here from escaped parts is trusted.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import logging
+import math
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+
+from quagga import __version__
+from quagga.params import ReportParams
+from quagga.report import figures
+from quagga.tiles.store import TileStore
+
+log = logging.getLogger(__name__)
+
+SUBSAMPLE_SEED = 0  # the scatter's subsample is the same on every run
+SKIPPED_ROWS_MAX = 500  # a longer skipped list is cut here; the full list stays in the store's skipped.csv
+GALLERY_PX = 64  # tile side in galleries and tables
+DETAIL_PX = 128  # tile side for reconstructions, prior samples and interpolations
+
+SECTIONS: tuple[tuple[str, str], ...] = (
+    ("summary", "Run summary"),
+    ("metrics", "Label agreement"),
+    ("embedding", "Embedding"),
+    ("contingency", "Labels by cluster"),
+    ("gallery", "Cluster gallery"),
+    ("examples", "Reconstructions and samples"),
+    ("anomalies", "Most anomalous items"),
+    ("training", "Training curves"),
+    ("skipped", "Skipped inputs"),
+)
+
+_METRICS: tuple[tuple[str, str], ...] = (
+    ("n_items", "items compared"),
+    ("n_labels", "distinct human labels"),
+    ("n_unlabelled", "items without a human label"),
+    ("n_clusters", "clusters found (noise not counted)"),
+    ("noise_fraction", "share of items HDBSCAN calls noise"),
+    ("homogeneity", "each cluster holds a single label (1 = pure clusters)"),
+    ("completeness", "each label falls in a single cluster (1 = no label is split)"),
+    ("v_measure", "harmonic mean of homogeneity and completeness"),
+    ("ari", "adjusted Rand index: pairwise agreement beyond chance"),
+    ("ami", "adjusted mutual information: shared information beyond chance"),
+)
+
+_CSS = """
+body { font-family: system-ui, sans-serif; margin: 1.5em auto; max-width: 1200px; padding: 0 1em; }
+h1 { margin-bottom: 0.2em; } h2 { border-bottom: 1px solid #ccc; padding-bottom: 0.2em; margin-top: 1.8em; }
+nav a { margin-right: 1em; } .note { color: #555; font-style: italic; }
+table { border-collapse: collapse; margin: 0.5em 0; font-size: 0.9em; }
+th, td { border: 1px solid #ddd; padding: 0.25em 0.6em; text-align: left; vertical-align: middle; }
+th { background: #f3f3f3; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
+img { max-width: 100%; } img.tiles { image-rendering: pixelated; }
+"""
+
+
+class Markup(str):
+    """HTML built here from escaped parts; any other string is escaped before it reaches the page."""
+
+
+def _text(value: object) -> str:
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    if isinstance(value, Mapping | list | tuple):
+        return json.dumps(value, default=str)
+    return str(value)
+
+
+def _esc(value: object) -> str:
+    return value if isinstance(value, Markup) else html.escape(_text(value))
+
+
+def _p(text: object, cls: str = "") -> Markup:
+    return Markup(f'<p class="{cls}">{_esc(text)}</p>' if cls else f"<p>{_esc(text)}</p>")
+
+
+def _img(png: bytes, alt: str, tiles: bool = False) -> Markup:
+    data = base64.b64encode(png).decode("ascii")
+    cls = ' class="tiles"' if tiles else ""
+    return Markup(f'<img{cls} src="data:image/png;base64,{data}" alt="{html.escape(alt)}">')
+
+
+def _table(columns: Sequence[str], rows: Iterable[Sequence[object]], numeric: Sequence[str] = ()) -> Markup:
+    """An HTML table; cells are escaped unless they are ``Markup``; ``numeric`` columns align right."""
+    head = "".join(f"<th>{_esc(c)}</th>" for c in columns)
+    right = [c in numeric for c in columns]
+    body = "".join(
+        "<tr>"
+        + "".join(f"<td{' class=num' if r else ''}>{_esc(v)}</td>" for v, r in zip(row, right, strict=True))
+        + "</tr>"
+        for row in rows
+    )
+    return Markup(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+
+
+def _flatten(data: Mapping[str, Any], prefix: str = "") -> list[tuple[str, object]]:
+    """Nested parameters as (dotted key, value) rows."""
+    rows: list[tuple[str, object]] = []
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            rows.extend(_flatten(value, f"{name}."))
+        else:
+            rows.append((name, value))
+    return rows
+
+
+def join_items(
+    store: TileStore, latents_path: Path, embedding_path: Path, clusters_path: Path
+) -> pd.DataFrame:
+    """One row per item on the map: tile row, label, source, x, y, cluster, probability, recon_error."""
+    index = store.index
+    items = pd.DataFrame(
+        {
+            "item_id": index["item_id"].astype(str),
+            "tile_row": np.arange(len(index)),
+            "label": index["label"].astype("string")
+            if "label" in index
+            else pd.Series(pd.NA, index.index, "string"),
+            "source": index["source"].astype("string")
+            if "source" in index
+            else pd.Series(pd.NA, index.index, "string"),
+        }
+    )
+    embedding = pd.read_parquet(embedding_path, columns=["item_id", "x", "y"])
+    clusters = pd.read_parquet(clusters_path, columns=["item_id", "cluster", "probability"])
+    latent_cols = [c for c in ("item_id", "recon_error") if c in pq.read_schema(latents_path).names]
+    latents = pd.read_parquet(latents_path, columns=latent_cols)
+    for table in (embedding, clusters, latents):
+        table["item_id"] = table["item_id"].astype(str)
+    joined = (
+        items.merge(embedding, on="item_id", validate="one_to_one")
+        .merge(clusters, on="item_id", validate="one_to_one")
+        .merge(latents, on="item_id", how="left", validate="one_to_one")
+    )
+    if len(joined) != len(items):
+        log.warning(
+            "%d of %d tiles have no embedding or cluster; they are left out of the report",
+            len(items) - len(joined),
+            len(items),
+        )
+    joined["cluster"] = joined["cluster"].astype(int)
+    return joined.reset_index(drop=True)
+
+
+def subsample_per_cluster(items: pd.DataFrame, max_points: int, seed: int = SUBSAMPLE_SEED) -> pd.DataFrame:
+    """At most about ``max_points`` rows, drawn per cluster in proportion, so small clusters stay visible.
+
+    Every cluster (and the noise) keeps at least one point; rows keep their original order.
+    """
+    if len(items) <= max_points:
+        return items
+    rng = np.random.default_rng(seed)
+    keep = [
+        rng.choice(
+            group.index.to_numpy(),
+            size=min(len(group), max(1, max_points * len(group) // len(items))),
+            replace=False,
+        )
+        for _, group in items.groupby("cluster", sort=True)
+    ]
+    return items.loc[np.sort(np.concatenate(keep))]
+
+
+def _tiles(store: TileStore, rows: Sequence[int]) -> np.ndarray:
+    """``[n, S, S]`` float32 tiles read from the memory map (only these rows are touched)."""
+    return np.asarray(store.tiles[np.asarray(rows, dtype=int), 0], dtype=np.float32)
+
+
+def _chunks(arr: np.ndarray, size: int) -> list[np.ndarray]:
+    return [arr[i : i + size] for i in range(0, len(arr), max(size, 1))]
+
+
+def _summary(
+    dataset: str,
+    modality: str,
+    store: TileStore,
+    items: pd.DataFrame,
+    skipped: pd.DataFrame,
+    run_info: Mapping[str, Any],
+) -> Markup:
+    n_noise = int((items["cluster"] == -1).sum())
+    facts = [
+        ("dataset", dataset),
+        ("modality", modality),
+        ("tiles in the store", len(store)),
+        ("tile size", f"{store.tile_size} x {store.tile_size}"),
+        ("items on the map", len(items)),
+        ("labelled items", int(items["label"].notna().sum())),
+        ("distinct labels", int(items["label"].nunique())),
+        ("clusters", int(items.loc[items["cluster"] >= 0, "cluster"].nunique())),
+        ("noise items", f"{n_noise} ({n_noise / max(len(items), 1):.1%})"),
+        ("skipped inputs", len(skipped)),
+    ]
+    params = _flatten(run_info) + _flatten(store.tile_params, "tiles.")
+    return Markup(
+        _table(["", "value"], facts)
+        + "<h3>Parameters and versions</h3>"
+        + (_table(["parameter", "value"], params) if params else _p("No parameters were recorded.", "note"))
+    )
+
+
+def _metric_value(value: object) -> str:
+    if isinstance(value, bool) or value is None:
+        return _text(value)
+    if isinstance(value, int | np.integer):
+        return str(value)
+    if isinstance(value, float | np.floating):
+        return "n/a" if math.isnan(value) else f"{value:.4f}"
+    return _text(value)
+
+
+def _metrics(metrics: Mapping[str, Any]) -> Markup:
+    known = dict(_METRICS)
+    keys = [k for k, _ in _METRICS if k in metrics]
+    keys += sorted(k for k, v in metrics.items() if k not in known and not isinstance(v, Mapping | list))
+    if not keys:
+        return _p("No label agreement metrics were computed (no human labels?).", "note")
+    note = "same, noise items left out"
+    rows = [
+        (k, _metric_value(metrics[k]), known.get(k, note if k.startswith("nonnoise_") else "")) for k in keys
+    ]
+    return _table(["metric", "value", "meaning"], rows, numeric=["value"])
+
+
+def _embedding(items: pd.DataFrame, params: ReportParams) -> Markup:
+    shown = subsample_per_cluster(items, params.max_points)
+    note = (
+        _p(
+            f"Showing {len(shown)} of {len(items)} points: subsampled per cluster (max_points = "
+            f"{params.max_points}, seed {SUBSAMPLE_SEED}).",
+            "note",
+        )
+        if len(shown) < len(items)
+        else _p(f"All {len(items)} points shown. Noise and unlabelled items are grey.", "note")
+    )
+    if shown.empty:
+        return note
+    png = figures.embedding_scatter(
+        shown["x"].to_numpy(), shown["y"].to_numpy(), shown["cluster"].to_numpy(), shown["label"].tolist()
+    )
+    return Markup(note + _img(png, "2-D embedding coloured by cluster and by label"))
+
+
+def _contingency(metrics: Mapping[str, Any], items: pd.DataFrame) -> Markup:
+    table = metrics.get("contingency") or {}
+    labels, clusters, counts = table.get("labels"), table.get("clusters"), table.get("counts")
+    if not (labels and clusters and counts):
+        labelled = items.dropna(subset=["label"])
+        if labelled.empty:
+            return _p("No labelled items: nothing to compare the clusters with.", "note")
+        cross = pd.crosstab(labelled["label"], labelled["cluster"])
+        labels, clusters, counts = list(cross.index), list(cross.columns), cross.to_numpy()
+    png = figures.contingency_heatmap(labels, clusters, np.asarray(counts))
+    return Markup(
+        _p(
+            "Counts of items per human label (rows) and cluster (columns); colour is the share of the row.",
+            "note",
+        )
+        + _img(png, "contingency table of labels and clusters")
+    )
+
+
+def _gallery(store: TileStore, items: pd.DataFrame, params: ReportParams, origin: str, cmap: str) -> Markup:
+    clustered = items[items["cluster"] >= 0]
+    if clustered.empty:
+        return _p("HDBSCAN found no clusters: every item is noise.", "note")
+    rows = []
+    for cluster, group in clustered.groupby("cluster", sort=True):
+        best = group.sort_values(["probability", "item_id"], ascending=[False, True]).head(params.n_examples)
+        counts = group["label"].value_counts().head(3)
+        top = ", ".join(f"{label} ({n})" for label, n in counts.items()) or "unlabelled"
+        png = figures.tile_grid([_tiles(store, best["tile_row"])], origin, cmap, GALLERY_PX)
+        rows.append(
+            (
+                cluster,
+                len(group),
+                f"{group['probability'].mean():.2f}",
+                top,
+                _img(png, f"cluster {cluster} examples", tiles=True),
+            )
+        )
+    n_noise = int((items["cluster"] == -1).sum())
+    return Markup(
+        _p(
+            f"Up to {params.n_examples} members per cluster, highest membership probability first. "
+            f"{n_noise} noise items are not shown.",
+            "note",
+        )
+        + _table(
+            ["cluster", "items", "mean probability", "top labels", "examples"],
+            rows,
+            numeric=["cluster", "items", "mean probability"],
+        )
+    )
+
+
+def _examples(examples_path: Path | None, params: ReportParams, origin: str, cmap: str) -> Markup:
+    if examples_path is None or not Path(examples_path).is_file():
+        return _p("No reconstructions or samples were written for this run.", "note")
+    parts: list[str] = []
+    with np.load(examples_path, allow_pickle=False) as npz:
+        ex = {k: npz[k] for k in npz.files}
+    if "input" in ex and "recon" in ex:
+        pairs = [
+            row
+            for a, b in zip(
+                _chunks(ex["input"], params.n_examples), _chunks(ex["recon"], params.n_examples), strict=True
+            )
+            for row in (a, b)
+        ]
+        ids = ", ".join(str(i) for i in ex.get("item_id", []))
+        parts += [
+            "<h3>Inputs and reconstructions</h3>",
+            _p(
+                "Rows alternate: inputs, then their reconstructions (posterior mean)."
+                + (f" Items: {ids}." if ids else ""),
+                "note",
+            ),
+            _img(figures.tile_grid(pairs, origin, cmap, DETAIL_PX), "inputs and reconstructions", True),
+        ]
+    if "prior_samples" in ex and len(ex["prior_samples"]):
+        parts += [
+            "<h3>Samples from the prior</h3>",
+            _img(
+                figures.tile_grid(_chunks(ex["prior_samples"], params.n_examples), origin, cmap, DETAIL_PX),
+                "samples decoded from the prior",
+                True,
+            ),
+        ]
+    if "interpolation" in ex and len(ex["interpolation"]):
+        parts += [
+            "<h3>Interpolation</h3>",
+            _p("Decoded along a straight line in latent space between two items.", "note"),
+            _img(
+                figures.tile_grid([ex["interpolation"]], origin, cmap, DETAIL_PX),
+                "latent interpolation",
+                True,
+            ),
+        ]
+    return Markup("".join(parts)) if parts else _p(f"{examples_path.name} holds no known arrays.", "note")
+
+
+def _anomalies(store: TileStore, items: pd.DataFrame, params: ReportParams, origin: str, cmap: str) -> Markup:
+    if "recon_error" not in items or items["recon_error"].isna().all():
+        return _p("The latents table has no reconstruction errors.", "note")
+    top = items.dropna(subset=["recon_error"]).nlargest(params.n_examples, "recon_error")
+    tiles = _tiles(store, top["tile_row"])
+    rows = [
+        (
+            rank,
+            _img(figures.tile_grid([tile[None]], origin, cmap, GALLERY_PX), f"item {r.item_id}", True),
+            r.item_id,
+            r.label,
+            r.source,
+            "noise" if r.cluster == -1 else r.cluster,
+            f"{r.recon_error:.4g}",
+        )
+        for rank, (tile, r) in enumerate(zip(tiles, top.itertuples(), strict=True), start=1)
+    ]
+    return Markup(
+        _p(
+            f"The {len(rows)} items the model reconstructs worst: candidates for rare call types, "
+            "artefacts or segmentation errors.",
+            "note",
+        )
+        + _table(
+            ["rank", "tile", "item_id", "label", "source", "cluster", "recon_error"],
+            rows,
+            numeric=["rank", "recon_error"],
+        )
+    )
+
+
+def _training(curve_path: Path | None) -> Markup:
+    if curve_path is None or not Path(curve_path).is_file():
+        return _p("No training log was found for this run.", "note")
+    try:
+        epochs = figures.per_epoch(pd.read_csv(curve_path))
+    except pd.errors.EmptyDataError:
+        epochs = pd.DataFrame()
+    if epochs.empty:
+        return _p(f"{curve_path.name} holds no per-epoch values.", "note")
+    return _img(figures.training_curves(epochs), "training and validation loss per epoch")
+
+
+def _skipped(skipped: pd.DataFrame) -> Markup:
+    if skipped.empty:
+        return _p("No inputs were skipped.", "note")
+    note = (
+        _p(
+            f"First {SKIPPED_ROWS_MAX} of {len(skipped)} shown; the full list is in the tile store's "
+            "skipped.csv.",
+            "note",
+        )
+        if len(skipped) > SKIPPED_ROWS_MAX
+        else Markup("")
+    )
+    cols = ["source", "item", "reason"]
+    rows = skipped.reindex(columns=cols).head(SKIPPED_ROWS_MAX).itertuples(index=False)
+    return Markup(note + _table(cols, rows))
+
+
+def _page(dataset: str, sections: Mapping[str, Markup]) -> str:
+    title = html.escape(f"quagga report: {dataset}")
+    nav = " ".join(f'<a href="#{sid}">{html.escape(name)}</a>' for sid, name in SECTIONS)
+    body = "\n".join(
+        f'<section id="{sid}"><h2>{html.escape(name)}</h2>\n{sections[sid]}</section>'
+        for sid, name in SECTIONS
+    )
+    return (
+        f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>{title}</title>\n'
+        f"<style>{_CSS}</style>\n</head>\n<body>\n<h1>{title}</h1>\n<nav>{nav}</nav>\n{body}\n"
+        f'<footer><p class="note">Written by quagga {html.escape(__version__)}.</p></footer>\n'
+        "</body>\n</html>\n"
+    )
+
+
+def build_report(
+    dataset: str,
+    tiles_dir: Path,
+    latents_path: Path,
+    embedding_path: Path,
+    clusters_path: Path,
+    metrics_path: Path,
+    examples_path: Path | None,
+    training_curve_path: Path | None,
+    params: ReportParams,
+    out_dir: Path,
+    run_info: dict[str, Any] | None = None,
+) -> Path:
+    """Write ``out_dir/index.html`` (atomically) and return its path."""
+    store = TileStore(tiles_dir)
+    modality = str(store.meta.get("modality", ""))
+    origin, cmap = figures.tile_display(modality)
+    items = join_items(store, Path(latents_path), Path(embedding_path), Path(clusters_path))
+    metrics = json.loads(Path(metrics_path).read_text())
+    skipped = store.skipped
+    log.info("report for %s: %d items, %d skipped", dataset, len(items), len(skipped))
+    sections = {
+        "summary": _summary(dataset, modality, store, items, skipped, run_info or {}),
+        "metrics": _metrics(metrics),
+        "embedding": _embedding(items, params),
+        "contingency": _contingency(metrics, items),
+        "gallery": _gallery(store, items, params, origin, cmap),
+        "examples": _examples(Path(examples_path) if examples_path else None, params, origin, cmap),
+        "anomalies": _anomalies(store, items, params, origin, cmap),
+        "training": _training(Path(training_curve_path) if training_curve_path else None),
+        "skipped": _skipped(skipped),
+    }
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "index.html"
+    tmp = out_dir / f".index.html.tmp-{os.getpid()}"
+    tmp.write_text(_page(dataset, sections), encoding="utf-8")
+    os.replace(tmp, path)
+    log.info("wrote %s (%.0f kB)", path, path.stat().st_size / 1024)
+    return path

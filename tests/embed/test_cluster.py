@@ -1,0 +1,104 @@
+"""HDBSCAN on an embedding table: recovery of blobs, sizes, noise assignment, prediction, tiny inputs."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.datasets import make_blobs
+from sklearn.metrics import v_measure_score
+
+from quagga.embed.cluster import cluster_embedding, embedding_columns, predict_new, resolve_min_cluster_size
+from quagga.params import ClusterParams
+
+
+def _table(X: np.ndarray, prefix: str = "item") -> pd.DataFrame:
+    table = pd.DataFrame(X, columns=[f"u_{i}" for i in range(X.shape[1])])
+    table.insert(0, "item_id", [f"{prefix}{i}" for i in range(len(X))])
+    return table
+
+
+@pytest.fixture(scope="module")
+def blobs() -> tuple[np.ndarray, np.ndarray]:
+    """5 tight blobs in 5-D plus 50 points of uniform background (noise candidates); labels -1 for those."""
+    X, y = make_blobs(n_samples=1000, n_features=5, centers=5, cluster_std=0.5, random_state=0)
+    background = np.random.default_rng(0).uniform(-15, 15, size=(50, 5))
+    return np.vstack([X, background]), np.concatenate([y, np.full(50, -1)])
+
+
+def test_recovers_blobs_with_fraction_min_cluster_size(blobs: tuple[np.ndarray, np.ndarray]) -> None:
+    X, y = blobs
+    table, model = cluster_embedding(_table(X), ClusterParams(min_cluster_size=0.05))
+    assert list(table.columns) == ["item_id", "cluster", "probability", "outlier_score"]
+    assert model is not None and model.min_cluster_size == 53  # ceil(0.05 * 1050)
+    in_blob = y >= 0
+    assert v_measure_score(y[in_blob], table["cluster"][in_blob]) >= 0.95
+    assert table["cluster"].max() == 4
+    # background points are mostly noise and score as outliers
+    assert (table["cluster"][~in_blob] == -1).mean() >= 0.8
+    assert table["outlier_score"][~in_blob].mean() > table["outlier_score"][in_blob].mean()
+    assert table["probability"].between(0, 1).all()
+
+
+def test_resolve_min_cluster_size() -> None:
+    assert resolve_min_cluster_size(0.02, 1000) == 20
+    assert resolve_min_cluster_size(0.001, 100) == 2  # a fraction never goes below 2
+    assert resolve_min_cluster_size(15, 1000) == 15
+    assert resolve_min_cluster_size(1, 1000) == 2
+    with pytest.raises(ValueError, match="positive"):
+        resolve_min_cluster_size(0, 10)
+
+
+def test_assign_noise_keeps_cluster_column(blobs: tuple[np.ndarray, np.ndarray]) -> None:
+    X, _ = blobs
+    plain, _ = cluster_embedding(_table(X), ClusterParams(min_cluster_size=0.05))
+    assigned, _ = cluster_embedding(_table(X), ClusterParams(min_cluster_size=0.05, assign_noise=True))
+    pd.testing.assert_series_equal(assigned["cluster"], plain["cluster"])
+    noise = assigned["cluster"] == -1
+    assert noise.sum() > 0
+    assert (assigned["assigned_cluster"] >= 0).all()
+    assert (assigned["assigned_cluster"][~noise] == assigned["cluster"][~noise]).all()
+
+
+def test_predict_new_points_join_their_blob() -> None:
+    X, y = make_blobs(n_samples=600, n_features=5, centers=4, cluster_std=0.5, random_state=1)
+    table, model = cluster_embedding(_table(X[:500]), ClusterParams(min_cluster_size=20))
+    assert model is not None
+    blob_of_cluster = pd.crosstab(table["cluster"], y[:500]).idxmax(axis=1)  # cluster id -> blob id
+    new = predict_new(model, _table(X[500:], prefix="new"))
+    assert list(new.columns) == ["item_id", "cluster", "probability", "outlier_score"]
+    assert new["item_id"].iloc[0] == "new0"
+    predicted_blob = new["cluster"].map(blob_of_cluster)
+    assert (predicted_blob.to_numpy() == y[500:]).mean() >= 0.95
+    with pytest.raises(ValueError, match="5 embedding dims"):
+        predict_new(model, _table(X[500:, :3]))
+
+
+def test_tiny_input_is_all_noise(caplog: pytest.LogCaptureFixture) -> None:
+    X = np.random.default_rng(0).normal(size=(5, 3))
+    with caplog.at_level(logging.WARNING, logger="quagga.embed.cluster"):
+        table, model = cluster_embedding(_table(X), ClusterParams(min_cluster_size=10, assign_noise=True))
+    assert model is None
+    assert (table["cluster"] == -1).all() and (table["assigned_cluster"] == -1).all()
+    assert (table["probability"] == 0).all() and table["outlier_score"].isna().all()
+    assert "every item is noise" in caplog.text
+    # min_samples larger than the data would crash hdbscan's neighbour query
+    table, model = cluster_embedding(_table(X), ClusterParams(min_cluster_size=2, min_samples=8))
+    assert model is None and (table["cluster"] == -1).all()
+
+
+def test_no_cluster_found_assigns_nothing() -> None:
+    X = np.random.default_rng(0).uniform(size=(40, 2))
+    table, model = cluster_embedding(_table(X), ClusterParams(min_cluster_size=30, assign_noise=True))
+    assert model is not None
+    assert (table["cluster"] == -1).all() and (table["assigned_cluster"] == -1).all()
+
+
+def test_embedding_columns_in_numeric_order() -> None:
+    names = ["u_10", "u_2", "u_0", "u_1", *(f"u_{i}" for i in range(3, 10))]
+    table = pd.DataFrame(columns=["item_id", "x", *names])
+    assert embedding_columns(table) == [f"u_{i}" for i in range(11)]
+    with pytest.raises(ValueError, match="no u_"):
+        embedding_columns(pd.DataFrame(columns=["item_id", "x", "y"]))

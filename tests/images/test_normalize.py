@@ -1,0 +1,146 @@
+"""Particle crop -> tile (square padding with background, fit/fixed scale, intensity) and features."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from skimage import draw
+from skimage.measure import regionprops
+
+from quagga.images.features import FEATURES, particle_features
+from quagga.images.normalize import Box, CropError, local_background, make_tile
+from quagga.params import NormalizeParams
+
+FIELD, DARK = 0.8, 0.2
+FIT = NormalizeParams()
+FIXED = NormalizeParams(scale_mode="fixed", fixed_extent_px=128)
+
+
+def _ellipse(shape: tuple[int, int], cy: int, cx: int, ry: int, rx: int) -> tuple[np.ndarray, Box]:
+    """Dark ellipse on a bright field with a little noise, and its tight box."""
+    rng = np.random.default_rng(0)
+    image = FIELD + rng.normal(0, 0.01, shape)
+    rr, cc = draw.ellipse(cy, cx, ry, rx, shape)
+    image[rr, cc] = DARK
+    return image.astype(np.float32), Box(cc.min(), rr.min(), cc.max() + 1, rr.max() + 1)
+
+
+def _dark(tile: np.ndarray):
+    """Region properties of the particle in a tile (dark pixels)."""
+    return regionprops((tile < 0.5).astype(np.uint8))[0]
+
+
+def test_dark_disc_tile_is_centred_in_unit_range() -> None:
+    image, box = _ellipse((100, 100), 50, 50, 15, 15)
+    tile = make_tile(image, box, FIT)
+    assert tile.image.shape == (128, 128) and tile.image.dtype == np.float32
+    assert tile.image.min() == 0.0 and tile.image.max() == 1.0
+    cy, cx = _dark(tile.image).centroid
+    assert abs(cy - 63.5) < 1 and abs(cx - 63.5) < 1
+    side = box.width + 2 * 3  # the disc and a 10 % margin on each side
+    assert tile.scale == pytest.approx(128 / side)
+    assert _dark(tile.image).equivalent_diameter_area == pytest.approx(box.width * 128 / side, rel=0.05)
+
+
+def test_square_padding_is_background_not_zero() -> None:
+    image, _ = _ellipse((60, 120), 30, 60, 10, 10)
+    tile = make_tile(image, Box(0, 0, 120, 60), FIT)  # whole wide image: padded above and below
+    assert tile.background == pytest.approx(FIELD, abs=0.01)
+    pad = 128 * 30 // 120  # rows of padding above the image
+    field_inside = tile.image[64, :10].mean()
+    assert field_inside > 0.9
+    np.testing.assert_allclose(tile.image[: pad - 2], field_inside, atol=0.05)
+    np.testing.assert_allclose(tile.image[-(pad - 2) :], field_inside, atol=0.05)
+
+
+def test_aspect_ratio_is_preserved() -> None:
+    image, box = _ellipse((100, 160), 50, 80, 15, 30)
+    props = _dark(make_tile(image, box, FIT).image)
+    height = props.bbox[2] - props.bbox[0]
+    width = props.bbox[3] - props.bbox[1]
+    assert width / height == pytest.approx(2.0, rel=0.05)
+    assert width == pytest.approx(128 / 1.2, abs=2)  # the long side fills the tile less the margin
+
+
+def test_fixed_mode_keeps_relative_size_fit_mode_fills() -> None:
+    small_image, small_box = _ellipse((200, 200), 100, 100, 8, 8)
+    big_image, big_box = _ellipse((200, 200), 100, 100, 24, 24)
+    small, big = make_tile(small_image, small_box, FIXED), make_tile(big_image, big_box, FIXED)
+    assert small.scale == big.scale == 1.0 and not small.shrunk and not big.shrunk
+    ratio = _dark(big.image).equivalent_diameter_area / _dark(small.image).equivalent_diameter_area
+    assert ratio == pytest.approx(big_box.width / small_box.width, rel=0.05)
+    fit_diameters = [_dark(make_tile(im, b, FIT).image).equivalent_diameter_area
+                     for im, b in [(small_image, small_box), (big_image, big_box)]]
+    np.testing.assert_allclose(fit_diameters, 128 / 1.2, rtol=0.05)
+
+
+def test_fixed_mode_shrinks_a_particle_bigger_than_the_extent() -> None:
+    image, box = _ellipse((300, 300), 150, 150, 80, 80)
+    tile = make_tile(image, box, FIXED)
+    assert tile.shrunk
+    assert tile.scale == pytest.approx(128 / (box.width + 2 * round(0.1 * box.width)))
+    assert _dark(tile.image).equivalent_diameter_area == pytest.approx(box.width * tile.scale, rel=0.05)
+
+
+def test_box_at_the_image_edge_is_padded_with_background() -> None:
+    image, box = _ellipse((100, 100), 50, 15, 15, 15)  # disc touching the left edge
+    tile = make_tile(image, box, FIT)
+    cy, cx = _dark(tile.image).centroid
+    assert abs(cy - 63.5) < 1 and abs(cx - 63.5) < 1  # still centred: the missing margin is background
+    assert tile.image[64, :4].mean() > 0.9
+
+
+def test_invert_and_percentile_clipping() -> None:
+    image, box = _ellipse((100, 100), 50, 50, 15, 15)
+    image[50, 50] = 5.0  # a hot pixel must not compress the rest of the range
+    plain = make_tile(image, box, FIT).image
+    inverted = make_tile(image, box, NormalizeParams(invert=True)).image
+    np.testing.assert_allclose(inverted, 1 - plain, atol=1e-6)
+    assert plain[5, 5] > 0.9  # the field is still bright despite the hot pixel
+
+
+def test_unusable_crops_raise_crop_error() -> None:
+    with pytest.raises(CropError, match="no contrast"):
+        make_tile(np.full((50, 50), 0.5, np.float32), Box(10, 10, 30, 30), FIT)
+    with pytest.raises(CropError, match="1x1 px"):
+        make_tile(np.ones((1, 1), np.float32), Box(0, 0, 1, 1), FIT)
+
+
+def test_local_background_is_the_border_median() -> None:
+    crop = np.zeros((5, 5))
+    crop[0] = 1.0  # 5 of 16 border pixels
+    assert local_background(crop) == 0.0
+    crop[:, 0] = 1.0  # now 9 of 16
+    assert local_background(crop) == 1.0
+
+
+@pytest.mark.parametrize("polarity", ["dark", "bright"])
+def test_disc_features(polarity: str) -> None:
+    radius = 20
+    image, box = _ellipse((80, 80), 40, 40, radius, radius)
+    if polarity == "bright":
+        image = 1 - image
+    features = particle_features(image, local_background(image))
+    assert set(features) == set(FEATURES) and all(k.startswith("feat_") for k in features)
+    assert features["feat_area"] == pytest.approx(np.pi * radius**2, rel=0.1)
+    assert features["feat_equivalent_diameter"] == pytest.approx(2 * radius, rel=0.05)
+    assert features["feat_perimeter"] == pytest.approx(2 * np.pi * radius, rel=0.1)
+    assert features["feat_eccentricity"] < 0.2 and features["feat_solidity"] > 0.95
+    inside = DARK if polarity == "dark" else 1 - DARK
+    assert features["feat_mean_intensity"] == pytest.approx(inside, abs=0.01)
+
+
+def test_ring_features_fill_the_hole_and_ellipse_axes() -> None:
+    image, _ = _ellipse((80, 80), 40, 40, 20, 20)
+    rr, cc = draw.disk((40, 40), 14)
+    image[rr, cc] = FIELD  # pollen-like: dark rim, light interior
+    assert particle_features(image, FIELD)["feat_area"] == pytest.approx(np.pi * 20**2, rel=0.1)
+    image, _ = _ellipse((80, 120), 40, 60, 10, 30)
+    features = particle_features(image, FIELD)
+    assert features["feat_major_axis"] == pytest.approx(60, rel=0.05)
+    assert features["feat_minor_axis"] == pytest.approx(20, rel=0.1)
+
+
+def test_constant_crop_has_nan_features() -> None:
+    features = particle_features(np.full((10, 10), 0.5), 0.5)
+    assert all(np.isnan(v) for v in features.values())

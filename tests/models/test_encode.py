@@ -1,0 +1,108 @@
+"""encode_store: the latents table, the parameter guard, and the examples file for the report."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from quagga.models.encode import encode_store, load_autoencoder, write_examples
+from quagga.models.train import train_model
+from quagga.models.vae import TileAutoencoder
+from quagga.params import TrainParams
+from quagga.tables import read_table_params
+from quagga.tiles.store import StoreError, TileStore
+
+TILE_SIZE = 32  # the shared synthetic store (conftest.py): 64 tiles of 32 x 32
+
+
+@pytest.fixture(scope="module")
+def checkpoint(store_dir: Path, small_params: TrainParams, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return train_model(
+        store_dir, dataclasses.replace(small_params, max_epochs=1), tmp_path_factory.mktemp("m")
+    )
+
+
+def test_latents_table(store_dir: Path, checkpoint: Path, tmp_path: Path) -> None:
+    out = tmp_path / "latents.parquet"
+    encode_store(store_dir, checkpoint, out)
+    table = pd.read_parquet(out)
+    assert list(table.columns) == ["item_id", "z_0", "z_1", "z_2", "z_3", "recon_error", "neg_elbo"]
+    assert table["item_id"].tolist() == TileStore(store_dir).index["item_id"].tolist()
+    values = table.drop(columns="item_id").to_numpy()
+    assert len(table) == 64 and np.isfinite(values).all()
+    assert table["recon_error"].between(0, 1).all()
+    # MSE model: negative ELBO = summed squared error + KL >= mean squared error x pixels
+    assert (table["neg_elbo"] >= table["recon_error"] * TILE_SIZE**2 - 1e-3).all()
+    # The latents are the posterior means of the model, in store order.
+    model = load_autoencoder(checkpoint)
+    x = torch.from_numpy(np.asarray(TileStore(store_dir).tiles[:5], dtype=np.float32))
+    with torch.no_grad():
+        np.testing.assert_allclose(
+            table.filter(like="z_").to_numpy()[:5], model.encode(x)[0].numpy(), atol=1e-5
+        )
+    meta = read_table_params(out)
+    assert meta["model"]["tile_params"] == TileStore(store_dir).tile_params and meta["checkpoint"] == str(
+        checkpoint
+    )
+    assert not list(tmp_path.glob(".*tmp*"))
+
+
+def test_refuses_other_tiles(other_store_dir: Path, checkpoint: Path, tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match=r"trained on other tiles.*'version': \(2, 1\)"):
+        encode_store(other_store_dir, checkpoint, tmp_path / "latents.parquet")
+    assert not (tmp_path / "latents.parquet").exists()
+
+
+def test_refuses_a_foreign_checkpoint(store_dir: Path, tmp_path: Path) -> None:
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "other.ckpt")
+    with pytest.raises(ValueError, match="not a quagga model checkpoint"):
+        encode_store(store_dir, tmp_path / "other.ckpt", tmp_path / "latents.parquet")
+
+
+def test_examples(store_dir: Path, checkpoint: Path, tmp_path: Path) -> None:
+    encode_store(store_dir, checkpoint, tmp_path / "a.parquet", tmp_path / "ex.npz", n_examples=6, seed=1)
+    ex = np.load(tmp_path / "ex.npz")  # no allow_pickle: every array is plain
+    s = TILE_SIZE
+    assert {k: ex[k].shape for k in ex.files} == {
+        "item_id": (6,),
+        "input": (6, s, s),
+        "recon": (6, s, s),
+        "prior_samples": (6, s, s),
+        "interpolation": (8, s, s),
+        "interpolation_ends": (2,),
+    }
+    assert ex["input"].dtype == np.float32 and ex["item_id"].dtype.kind == "U"
+    store = TileStore(store_dir)
+    rows = store.index.reset_index().set_index("item_id").loc[ex["item_id"], "index"].to_numpy()
+    np.testing.assert_array_equal(ex["input"], store.tiles[rows, 0].astype(np.float32))
+    assert ex["interpolation_ends"].tolist() == ex["item_id"][:2].tolist()
+    # The strip starts and ends at the reconstructions of its two items.
+    np.testing.assert_allclose(ex["interpolation"][0], ex["recon"][0], atol=1e-5)
+    np.testing.assert_allclose(ex["interpolation"][-1], ex["recon"][1], atol=1e-5)
+    for name in ("recon", "prior_samples", "interpolation"):
+        assert ex[name].min() >= 0 and ex[name].max() <= 1
+
+    encode_store(store_dir, checkpoint, tmp_path / "b.parquet", tmp_path / "again.npz", n_examples=6, seed=1)
+    again = np.load(tmp_path / "again.npz")
+    for name in ex.files:
+        np.testing.assert_array_equal(ex[name], again[name])
+    encode_store(store_dir, checkpoint, tmp_path / "c.parquet", tmp_path / "other.npz", n_examples=6, seed=2)
+    assert np.load(tmp_path / "other.npz")["item_id"].tolist() != ex["item_id"].tolist()
+
+
+def test_autoencoder_prior_samples_follow_the_latents(store_dir: Path, tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = TileAutoencoder(tile_size=TILE_SIZE, latent_dim=3, base_channels=4, depth=3, model="ae").eval()
+    store = TileStore(store_dir)
+    far = np.full((len(store), 3), 50.0, dtype=np.float32)  # latents far from the origin, zero spread
+    write_examples(model, store, far, tmp_path / "ex.npz", n_examples=4, seed=0)
+    with torch.no_grad():
+        expected = model.decode(torch.full((1, 3), 50.0))[0, 0].numpy()
+    np.testing.assert_allclose(
+        np.load(tmp_path / "ex.npz")["prior_samples"], np.broadcast_to(expected, (4, 32, 32)), atol=1e-5
+    )

@@ -1,0 +1,92 @@
+"""train_model: outputs, curves, recorded parameters, resume after a kill, no resume across recipes."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from quagga.models.encode import encode_store
+from quagga.models.train import train_model
+from quagga.params import TrainParams
+from quagga.tiles.store import TileStore
+
+
+def test_outputs_and_resume(
+    store_dir: Path, small_params: TrainParams, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    params = dataclasses.replace(small_params, beta=2.0, kl_warmup_epochs=3)
+    out = tmp_path / "models"
+    ckpt = train_model(store_dir, params, out)
+    assert ckpt == out / "vae.ckpt" and ckpt.is_file()
+    assert {"last.ckpt", "best.ckpt", "run.json"} <= {p.name for p in (out / "checkpoints").iterdir()}
+    assert not list(out.glob(".*tmp*"))
+
+    metrics = pd.read_csv(out / "metrics.csv")
+    assert list(metrics.columns[:5]) == ["epoch", "train_loss", "val_loss", "recon", "kl"]
+    assert metrics["epoch"].tolist() == [0, 1]
+    assert np.isfinite(metrics[["train_loss", "val_loss", "recon", "kl"]].to_numpy()).all()
+    # train_loss uses the ramped beta (2 * (e + 1) / 4); the terms add up
+    np.testing.assert_allclose(metrics["kl_weight"], [0.5, 1.0])
+    np.testing.assert_allclose(
+        metrics["train_loss"], metrics["recon"] + metrics["kl_weight"] * metrics["kl"], rtol=1e-4
+    )
+
+    info = json.loads((out / "params.json").read_text())
+    assert info["train"] == dataclasses.asdict(params)
+    assert (
+        info["tile_params"]
+        == TileStore(store_dir).tile_params
+        == {"tile_size": 32, "kind": "synthetic", "version": 1}
+    )
+    assert info["n_train"] + info["n_val"] == 64 and info["n_val"] == 16
+    assert {"torch", "lightning", "quagga"} <= set(info["versions"])
+    assert info["best_score"] == pytest.approx(metrics["val_loss"].min(), rel=1e-5)
+    saved = torch.load(ckpt, weights_only=True)
+    assert saved["hyper_parameters"]["tile_params"] == info["tile_params"]
+    assert saved["hyper_parameters"]["latent_dim"] == params.latent_dim
+
+    # A second call finds last.ckpt of the same recipe (only max_epochs changed) and continues at epoch 2.
+    with caplog.at_level(logging.INFO, logger="quagga.models.train"):
+        train_model(store_dir, dataclasses.replace(params, max_epochs=4), out)
+    assert "resuming from" in caplog.text
+    metrics = pd.read_csv(out / "metrics.csv")
+    assert metrics["epoch"].tolist() == [0, 1, 2, 3]
+    np.testing.assert_allclose(metrics["kl_weight"], [0.5, 1.0, 1.5, 2.0])
+    resumed = pd.read_csv(sorted((out / "logs").glob("version_*/metrics.csv"))[-1])
+    assert resumed["epoch"].min() == 2  # the second run logged epochs 2..3 only: no restart
+    assert torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 3
+    assert json.loads((out / "params.json").read_text())["epochs"] == 4
+
+    # Another recipe must not resume from these checkpoints: it starts over.
+    train_model(store_dir, dataclasses.replace(params, latent_dim=3, max_epochs=1), out)
+    assert pd.read_csv(out / "metrics.csv")["epoch"].tolist() == [0]
+    assert json.loads((out / "params.json").read_text())["resumed_from"] is None
+
+
+def test_same_seed_same_latents(store_dir: Path, small_params: TrainParams, tmp_path: Path) -> None:
+    params = dataclasses.replace(small_params, max_epochs=1)
+    latents = []
+    for run in ("a", "b"):
+        ckpt = train_model(store_dir, params, tmp_path / run)
+        encode_store(store_dir, ckpt, tmp_path / f"{run}.parquet")
+        latents.append(pd.read_parquet(tmp_path / f"{run}.parquet"))
+    pd.testing.assert_frame_equal(latents[0], latents[1])
+    other = train_model(store_dir, dataclasses.replace(params, seed=small_params.seed + 1), tmp_path / "c")
+    encode_store(store_dir, other, tmp_path / "c.parquet")
+    assert not np.allclose(latents[0]["z_0"], pd.read_parquet(tmp_path / "c.parquet")["z_0"])
+
+
+def test_without_validation_split(store_dir: Path, small_params: TrainParams, tmp_path: Path) -> None:
+    params = dataclasses.replace(small_params, val_fraction=0.0, max_epochs=1)
+    train_model(store_dir, params, tmp_path)
+    info = json.loads((tmp_path / "params.json").read_text())
+    assert info["monitor"] == "train_loss" and info["n_val"] == 0
+    metrics = pd.read_csv(tmp_path / "metrics.csv")
+    assert metrics["val_loss"].isna().all() and np.isfinite(metrics["train_loss"]).all()

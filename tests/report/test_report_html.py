@@ -1,0 +1,236 @@
+"""HTML report: complete, self-contained, escaped, and faithful to the tables it is built from."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from quagga.params import ReportParams
+from quagga.report import build_report
+from quagga.report.html import SECTIONS, subsample_per_cluster
+from quagga.tables import write_json, write_table
+from quagga.tiles.store import Skipped, TileItem, write_store
+
+N = 60
+HOSTILE_LABEL = "<script>alert(1)</script>"
+HOSTILE_FILE = '"><img src=x onerror=alert(2)>.wav'
+LABELS = ["trill", "chirp", HOSTILE_LABEL]
+METRICS = {
+    "homogeneity": 0.8123,
+    "completeness": 0.7456,
+    "v_measure": 0.7775,
+    "ari": 0.6543,
+    "ami": 0.7001,
+    "noise_fraction": 0.1,
+    "n_clusters": 3,
+    "n_labels": 3,
+    "n_items": N,
+    "n_unlabelled": 6,
+    "nonnoise_v_measure": 0.9012,
+    "contingency": {
+        "labels": LABELS,
+        "clusters": [-1, 0, 1, 2],
+        "counts": [[2, 16, 0, 0], [2, 0, 16, 0], [2, 0, 0, 16]],
+    },
+}
+
+
+def _make_inputs(root: Path, modality: str = "audio") -> dict[str, Any]:
+    """A 60-tile store with its latents, embedding, clusters, metrics, examples and training log."""
+    rng = np.random.default_rng(0)
+    ids = [f"item{i:03d}" for i in range(N)]
+    truth = np.arange(N) % 3
+    labels: list[str | None] = [LABELS[t] for t in truth]
+    for i in range(0, N, 10):
+        labels[i] = None  # unlabelled items
+    items: list[TileItem | Skipped] = []
+    for i, item_id in enumerate(ids):
+        tile = np.clip(rng.random((32, 32)) * 0.3 + 0.2 * truth[i], 0, 1)
+        source = HOSTILE_FILE if i == 7 else f"rec{i % 4}.wav"
+        items.append(TileItem(item_id, tile, {"label": labels[i], "source": source}))
+    items.append(Skipped(HOSTILE_FILE, "row 99", "cannot read audio"))
+    items.append(Skipped("broken.wav", "row 100", "call shorter than one frame"))
+    write_store(root / "tiles", items, {"n_fft": 512, "hop_length": 64}, modality)
+
+    cluster = truth.copy()
+    cluster[::9] = -1  # some noise
+    centres = np.array([[0, 0], [5, 5], [-5, 5]])
+    xy = centres[truth] + rng.normal(size=(N, 2))
+    z = rng.normal(size=(N, 4))
+    latents = pd.DataFrame(
+        {
+            "item_id": ids,
+            **{f"z_{k}": z[:, k] for k in range(4)},
+            "recon_error": rng.random(N),
+            "neg_elbo": rng.random(N) + 1,
+        }
+    )
+    write_table(latents, root / "latents.parquet")
+    write_table(
+        pd.DataFrame({"item_id": ids, "x": xy[:, 0], "y": xy[:, 1], "u_0": xy[:, 0], "u_1": xy[:, 1]}),
+        root / "embedding.parquet",
+    )
+    write_table(
+        pd.DataFrame(
+            {"item_id": ids, "cluster": cluster, "probability": rng.random(N), "outlier_score": rng.random(N)}
+        ),
+        root / "clusters.parquet",
+    )
+    write_json(METRICS, root / "metrics.json")
+    tiles = rng.random((4, 32, 32)).astype(np.float32)
+    np.savez(
+        root / "reconstructions.npz",
+        item_id=np.array(ids[:4]),
+        input=tiles,
+        recon=tiles * 0.9,
+        prior_samples=tiles[::-1],
+        interpolation=np.linspace(0, 1, 6)[:, None, None] * np.ones((6, 32, 32)),
+    )
+    # Lightning's CSVLogger: train and val values on separate rows, the rest NaN
+    curve = pd.DataFrame(
+        {
+            "epoch": [0, 0, 1, 1, 2, 2],
+            "step": [9, 9, 19, 19, 29, 29],
+            "train_loss": [3.0, np.nan, 2.0, np.nan, 1.5, np.nan],
+            "val_loss": [np.nan, 3.2, np.nan, 2.4, np.nan, 1.9],
+        }
+    )
+    curve.to_csv(root / "metrics.csv", index=False)
+    return {
+        "dataset": "demo <b>birds</b>",
+        "tiles_dir": root / "tiles",
+        "latents_path": root / "latents.parquet",
+        "embedding_path": root / "embedding.parquet",
+        "clusters_path": root / "clusters.parquet",
+        "metrics_path": root / "metrics.json",
+        "examples_path": root / "reconstructions.npz",
+        "training_curve_path": root / "metrics.csv",
+        "params": ReportParams(n_examples=5, max_points=10000),
+        "out_dir": root / "report",
+        "run_info": {"seed": 0, "config": "config/<evil>.yaml", "train": {"latent_dim": 4, "beta": 1.0}},
+    }
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    root = tmp_path_factory.mktemp("report")
+    path = build_report(**_make_inputs(root))
+    return path, path.read_text(encoding="utf-8")
+
+
+def _section(page: str, sid: str) -> str:
+    match = re.search(rf'<section id="{sid}">(.*?)</section>', page, re.S)
+    assert match, sid
+    return match.group(1)
+
+
+def test_page_is_complete_and_self_contained(report: tuple[Path, str]) -> None:
+    path, page = report
+    assert path.name == "index.html" and path.is_file()
+    assert not list(path.parent.glob(".*tmp*"))  # atomic write left no temporary file
+    for sid, title in SECTIONS:
+        assert f'<section id="{sid}"><h2>{title}</h2>' in page
+    assert "http://" not in page and "https://" not in page
+    refs = re.findall(r'\b(?:src|href)="([^"]*)"', page)
+    srcs = re.findall(r'\bsrc="([^"]*)"', page)
+    assert all(r.startswith(("data:image/png;base64,", "#")) for r in refs)
+    assert all(s.startswith("data:image/png;base64,") for s in srcs)
+    # scatter, heatmap, 3 cluster rows, 3 example strips, 5 anomaly tiles, training curves
+    assert len(srcs) == 1 + 1 + 3 + 3 + 5 + 1
+    assert "<link" not in page and "<script" not in page.lower()
+
+
+def test_hostile_strings_are_escaped(report: tuple[Path, str]) -> None:
+    _, page = report
+    assert HOSTILE_LABEL not in page and "<img src=x" not in page and "<evil>" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "&quot;&gt;&lt;img src=x onerror=alert(2)&gt;.wav" in _section(page, "skipped")
+    assert "config/&lt;evil&gt;.yaml" in _section(page, "summary")
+    assert "<title>quagga report: demo &lt;b&gt;birds&lt;/b&gt;</title>" in page
+
+
+def test_summary_metrics_and_skipped_tables(report: tuple[Path, str]) -> None:
+    _, page = report
+    summary = _section(page, "summary")
+    for cell in (
+        "<td>audio</td>",
+        "<td>60</td>",
+        "<td>train.latent_dim</td>",
+        "<td>tiles.n_fft</td>",
+        "<td>512</td>",
+    ):
+        assert cell in summary
+    assert re.search(r"<td>skipped inputs</td><td>2</td>", summary)
+    metrics = _section(page, "metrics")
+    for key in ("homogeneity", "completeness", "v_measure", "ari", "ami", "nonnoise_v_measure"):
+        value = METRICS[key]
+        assert isinstance(value, float)
+        assert f"<td>{key}</td><td class=num>{value:.4f}</td>" in metrics
+    assert "<td>n_clusters</td><td class=num>3</td>" in metrics and "contingency" not in metrics
+    skipped = _section(page, "skipped")
+    assert skipped.count("<tr>") == 3  # header + the two skipped inputs
+    assert "<td>broken.wav</td><td>row 100</td><td>call shorter than one frame</td>" in skipped
+    assert "<td>row 99</td><td>cannot read audio</td>" in skipped
+
+
+def test_gallery_and_anomalies_follow_the_tables(report: tuple[Path, str]) -> None:
+    path, page = report
+    gallery = _section(page, "gallery")
+    assert gallery.count('alt="cluster ') == 3
+    anomalies = _section(page, "anomalies")
+    latents = pd.read_parquet(path.parent.parent / "latents.parquet")
+    worst = latents.nlargest(5, "recon_error")["item_id"].tolist()
+    shown = re.findall(r"<td>(item\d{3})</td>", anomalies)
+    assert shown == worst
+    assert "All 60 points shown" in _section(page, "embedding")
+
+
+def test_subsampling_note_and_missing_optional_inputs(tmp_path: Path) -> None:
+    kwargs = _make_inputs(tmp_path, modality="image")
+    (tmp_path / "empty.csv").write_text("")  # a training log cut off before its header
+    kwargs.update(
+        params=ReportParams(n_examples=3, max_points=20),
+        examples_path=None,
+        training_curve_path=tmp_path / "empty.csv",
+    )
+    write_json({"v_measure": 0.5}, kwargs["metrics_path"])  # no contingency: it is rebuilt from the tables
+    page = build_report(**kwargs).read_text(encoding="utf-8")
+    note = re.search(r"Showing (\d+) of 60 points: subsampled per cluster \(max_points = 20", page)
+    assert note and int(note.group(1)) <= 20 + 4
+    assert "No reconstructions or samples were written" in _section(page, "examples")
+    assert "empty.csv holds no per-epoch values" in _section(page, "training")
+    assert "<img" in _section(page, "contingency")
+    assert "<td>image</td>" in _section(page, "summary")
+
+
+def test_subsample_per_cluster_keeps_every_cluster() -> None:
+    items = pd.DataFrame({"cluster": [0] * 90 + [1] * 9 + [-1] * 1, "v": range(100)})
+    sub = subsample_per_cluster(items, 10, seed=3)
+    assert set(sub["cluster"]) == {0, 1, -1}
+    assert len(sub) <= 10 + 3 and (sub["cluster"] == 0).sum() == 9
+    assert list(sub.index) == sorted(sub.index)
+    pd.testing.assert_frame_equal(sub, subsample_per_cluster(items, 10, seed=3))
+    assert subsample_per_cluster(items, 100) is items
+
+
+def test_store_without_labels_and_unmatched_items(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    kwargs = _make_inputs(tmp_path)
+    ids = [f"i{k}" for k in range(8)]
+    items = [TileItem(i, np.full((32, 32), 0.5), {"source": "a.wav"}) for i in ids]
+    write_store(kwargs["tiles_dir"], items, {"n_fft": 512}, "audio")  # no label column at all
+    write_table(pd.DataFrame({"item_id": ids, "recon_error": np.arange(8.0)}), kwargs["latents_path"])
+    write_table(pd.DataFrame({"item_id": ids[:6], "x": range(6), "y": range(6)}), kwargs["embedding_path"])
+    clusters = pd.DataFrame({"item_id": ids, "cluster": [0, 0, 0, -1, 1, 1, 1, 1], "probability": 1.0})
+    write_table(clusters, kwargs["clusters_path"])
+    write_json({}, kwargs["metrics_path"])
+    page = build_report(**kwargs).read_text(encoding="utf-8")
+    assert "2 of 8 tiles have no embedding or cluster" in caplog.text
+    assert re.search(r"<td>items on the map</td><td>6</td>", page)
+    assert "No label agreement metrics were computed" in _section(page, "metrics")
+    assert "No labelled items" in _section(page, "contingency")
+    assert re.findall(r"<td>(i\d)</td>", _section(page, "anomalies")) == ["i5", "i4", "i3", "i2", "i1"]
