@@ -16,7 +16,7 @@ install:
 	$(BIN)/quagga --version
 
 demo:
-	$(BIN)/snakemake --cores $(CORES) --workflow-profile workflow/profiles/default
+	PATH="$(CURDIR)/$(BIN):$$PATH" snakemake --cores $(CORES)
 
 test:
 	$(BIN)/python -m pytest

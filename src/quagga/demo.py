@@ -385,11 +385,11 @@ def _irregular_polygon(
 
 
 def _dust(rng: np.random.Generator) -> Particle:
-    """Mineral dust: a small, solid, dark angular grain (4-14 px)."""
-    radius = rng.uniform(2, 7)
+    """Mineral dust: a small, solid, dark angular grain (4-12 px)."""
+    radius = rng.uniform(2, 6)
     sketch = _Sketch("dust", radius)
     y, x = _irregular_polygon(rng, int(rng.integers(3, 8)), radius, 0.55, rng.uniform(1.0, 1.8))
-    sketch.polygon(y, x, rng.uniform(0.6, 0.95))
+    sketch.polygon(y, x, rng.uniform(0.7, 0.95))
     return sketch.particle()
 
 
@@ -417,11 +417,11 @@ def _pollen(rng: np.random.Generator) -> Particle:
 
 
 def _tephra(rng: np.random.Generator) -> Particle:
-    """Volcanic glass shard (15-45 px): irregular, partly concave, translucent, dark edge, bright vesicles."""
-    radius = rng.uniform(7.5, 22.5)
+    """Volcanic glass shard (18-45 px): irregular, partly concave, translucent, dark edge, bright vesicles."""
+    radius = rng.uniform(9, 22.5)
     sketch = _Sketch("tephra", radius)
     y, x = _irregular_polygon(rng, int(rng.integers(4, 9)), radius, 0.35, rng.uniform(1.0, 2.2))
-    glass = rng.uniform(0.25, 0.5)
+    glass = rng.uniform(0.2, 0.4)
     sketch.polygon(y, x, glass + rng.uniform(0.2, 0.35))  # refraction darkens the edge
     inset = 1 - 1.5 / radius
     sketch.polygon(y * inset, x * inset, glass)
@@ -429,7 +429,7 @@ def _tephra(rng: np.random.Generator) -> Particle:
     cy, cx = rng.uniform(-radius, radius, size=(2, 60)) * inset
     inside = sketch.inside(cy, cx)
     for vy, vx in list(zip(cy[inside], cx[inside], strict=True))[: int(rng.integers(3, 4 + radius / 1.5))]:
-        r = rng.uniform(0.8, max(1.0, 0.2 * radius))
+        r = rng.uniform(1.2, max(1.5, 0.22 * radius))
         sketch.ellipse(vy, vx, r / stretch + 0.8, r + 0.8, along, min(glass + 0.3, 0.95))  # dark wall
         sketch.ellipse(vy, vx, r / stretch, r, along, rng.uniform(-0.08, 0.05))  # bright bubble
     return sketch.particle()
