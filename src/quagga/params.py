@@ -28,12 +28,9 @@ def from_dict(cls: type[T], data: dict[str, Any] | None, where: str = "") -> T:
         raise ParamsError(f"{where or cls.__name__}: unknown key(s) {unknown}; allowed: {sorted(fields)}")
     kwargs: dict[str, Any] = {}
     for name, value in data.items():
-        ftype = fields[name].type
         sub = _NESTED.get((cls.__name__, name))
         if sub is not None:
             value = from_dict(sub, value, f"{where}.{name}" if where else name)
-        elif isinstance(value, list) and "tuple" in str(ftype):
-            value = tuple(value)
         kwargs[name] = value
     return cls(**kwargs)
 
