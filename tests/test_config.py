@@ -48,6 +48,8 @@ def test_missing_section_and_bad_file(tmp_path: Path) -> None:
         validate_config({"datasets": {"d": {"modality": "audio"}}})
     with pytest.raises(ConfigError, match="boxes: required when input is 'boxes'"):
         validate_config({"datasets": {"d": {"modality": "images", "images": {"input": "boxes"}}}})
+    with pytest.raises(ConfigError, match="augment: 'dihedral' turns tiles"):
+        validate_config({"datasets": {"d": {"modality": "audio", "audio": {}, "train": {"augment": "dihedral"}}}})
     (tmp_path / "c.yaml").write_text("datasets: [unclosed")
     with pytest.raises(ConfigError, match="cannot read config"):
         load_config(tmp_path / "c.yaml")

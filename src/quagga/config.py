@@ -88,6 +88,10 @@ def _check_consistency(name: str, dataset: dict[str, Any]) -> None:
     images = dataset.get("images")
     if dataset["modality"] == "images" and images and images["input"] == "boxes" and not images.get("boxes"):
         raise ConfigError(f"datasets.{name}.images.boxes: required when input is 'boxes'")
+    augment = dataset.get("train", {}).get("augment", "none")
+    if dataset["modality"] == "audio" and augment != "none":
+        raise ConfigError(f"datasets.{name}.train.augment: {augment!r} turns tiles, but spectrogram axes are "
+                          "time and frequency; use 'none' for audio")
 
 
 def load_config(path: str | Path) -> dict[str, Any]:

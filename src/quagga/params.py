@@ -76,6 +76,7 @@ class NormalizeParams:
     scale_mode: str = "fit"  # fit: particle fills the tile | fixed: tile covers fixed_extent_px pixels
     fixed_extent_px: int = 128
     margin: float = 0.1  # context around a box, as a fraction of its longer side
+    intensity: str = "percentile"  # percentile: per-crop stretch | absorbance: 1 - I / background
     percentile_low: float = 1.0
     percentile_high: float = 99.0
     invert: bool = False  # dark particles on a bright field: invert so particles are bright
@@ -90,6 +91,7 @@ class ImageParams:
     labels: str | None = "data/demo/images/particles/labels.csv"  # single: file,label
     boxes: str | None = None  # boxes: image,label,xmin,ymin,xmax,ymax
     channel: str = "luminance"  # luminance | red | green | blue
+    single_crop: str = "particle"  # single: tile the located particle | the whole image
     normalize: NormalizeParams = field(default_factory=NormalizeParams)
 
 
@@ -106,6 +108,7 @@ class TrainParams:
     recon_loss: str = "mse"  # mse | bce
     denoise_noise_std: float = 0.0
     denoise_mask_fraction: float = 0.0
+    augment: str = "none"  # none | dihedral (images only: random 90-degree turns and mirror flips)
     learning_rate: float = 1e-3
     batch_size: int = 64
     max_epochs: int = 30
@@ -129,7 +132,7 @@ class EmbedParams:
     cluster_dims: int = 10
     cluster_min_dist: float = 0.0
     metric: str = "euclidean"
-    epochs: int = 30
+    epochs: int = 200
     batch_size: int = 512
     negative_sample_rate: int = 5
     learning_rate: float = 1e-3

@@ -63,7 +63,7 @@ def singles(tmp_path: Path) -> Path:
 
 
 def test_single_images_with_labels_and_bad_files(singles: Path) -> None:
-    params = ImageParams(images="data/particles", labels="data/particles/labels.csv")
+    params = ImageParams(images="data/particles", labels="data/particles/labels.csv", single_crop="image")
     tiles, skipped = _split(list(iter_image_tiles(params, singles)))
     assert set(tiles) == {"data/particles/disc.png", "data/particles/sub/wide.png"}
     disc = tiles["data/particles/disc.png"]
@@ -80,6 +80,20 @@ def test_single_images_with_labels_and_bad_files(singles: Path) -> None:
     assert "1x1 px" in reasons["tiny.png"]
     assert "no contrast" in reasons["flat.png"]
     assert "image not found" in reasons["missing.png"]
+
+
+def test_single_images_cropped_to_their_particle(singles: Path) -> None:
+    """Default single_crop: the particle's own box (not the imager's margin) sets the tile."""
+    params = ImageParams(images="data/particles", labels="data/particles/labels.csv")
+    tiles, skipped = _split(list(iter_image_tiles(params, singles)))
+    disc = tiles["data/particles/disc.png"]
+    box = (disc.meta["xmin"], disc.meta["ymin"], disc.meta["xmax"], disc.meta["ymax"])
+    assert box == (11, 11, 30, 30)  # skimage's disk of radius 10 at (20, 20) spans 11..29
+    assert disc.meta["scale"] == pytest.approx(128 / (19 + 2 * 2))  # a 10 % margin of 19 px rounds to 2
+    assert disc.item_id == "data/particles/disc.png"  # still one item per image
+    reasons = {s.source.rsplit("/", 1)[-1]: s.reason for s in skipped}
+    assert "no particle stands out" in reasons["flat.png"] and "20x20 px" in reasons["flat.png"]
+    assert "1x1 px" in reasons["tiny.png"]
 
 
 def test_single_images_labelled_by_folder(tmp_path: Path) -> None:

@@ -99,6 +99,28 @@ def test_invert_and_percentile_clipping() -> None:
     assert plain[5, 5] > 0.9  # the field is still bright despite the hot pixel
 
 
+def test_absorbance_keeps_opacity_that_percentile_stretch_loses() -> None:
+    """An opaque and a pale particle: percentile maps both to black, absorbance keeps 0.75 vs 0.25."""
+    absorbance = NormalizeParams(intensity="absorbance")
+    opaque, box = _ellipse((100, 100), 50, 50, 15, 15)
+    pale = np.where(opaque < 0.5, 0.6, opaque).astype(np.float32)
+    for image, expected in [(opaque, 1 - DARK / FIELD), (pale, 1 - 0.6 / FIELD)]:
+        tile = make_tile(image, box, absorbance).image
+        assert tile[64, 64] == pytest.approx(expected, abs=0.03)  # particle: fraction of light absorbed
+        assert tile[3, 3] < 0.05  # field: nothing absorbed
+        assert make_tile(image, box, FIT).image[64, 64] < 0.05  # percentile: both particles black
+    # uneven illumination cancels: the same particle on a field twice as bright looks the same
+    brighter = make_tile(np.clip(opaque * 2, 0, None), box, absorbance).image
+    np.testing.assert_allclose(brighter, make_tile(opaque, box, absorbance).image, atol=1e-5)
+
+
+def test_absorbance_refuses_a_black_field() -> None:
+    image = np.zeros((60, 60), np.float32)
+    image[20:40, 20:40] = 0.9  # fluorescence-like: bright particle on black
+    with pytest.raises(CropError, match="background is black"):
+        make_tile(image, Box(20, 20, 40, 40), NormalizeParams(intensity="absorbance"))
+
+
 def test_unusable_crops_raise_crop_error() -> None:
     with pytest.raises(CropError, match="no contrast"):
         make_tile(np.full((50, 50), 0.5, np.float32), Box(10, 10, 30, 30), FIT)

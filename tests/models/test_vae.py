@@ -71,6 +71,20 @@ def test_denoising_corrupts_training_input_only() -> None:
         assert model.loss_terms(x, "train")["loss"] != model.loss_terms(x, "train")["loss"]
 
 
+def test_dihedral_augmentation_draws_all_eight_poses_and_only_while_training() -> None:
+    torch.manual_seed(0)
+    x = torch.arange(16.0).reshape(1, 1, 4, 4).repeat(400, 1, 1, 1)  # an asymmetric tile: 8 distinct poses
+    poses = {tuple(t.flatten().tolist()) for t in TileAutoencoder(**SMALL, augment="dihedral").augment(x)}
+    expected = {tuple(torch.rot90(f, k, dims=(-2, -1)).flatten().tolist())
+                for f in (x[0], x[0].flip(-1)) for k in range(4)}
+    assert poses == expected
+    assert torch.equal(TileAutoencoder(**SMALL).augment(x), x)  # default: no augmentation
+    model = TileAutoencoder(**SMALL, model="ae", augment="dihedral").eval()
+    tiles = torch.rand(4, 1, 32, 32)
+    with torch.no_grad():  # validation sees the tiles as they are: deterministic for the AE
+        assert model.loss_terms(tiles, "val")["loss"] == model.loss_terms(tiles, "val")["loss"]
+
+
 def test_kl_warmup_ramps_train_beta_only() -> None:
     model = TileAutoencoder(**SMALL, beta=2.0, kl_warmup_epochs=3)
     assert model.kl_weight("train") == pytest.approx(0.5)  # epoch 0 of a 3-epoch ramp: (0 + 1) / 4 * beta
@@ -123,3 +137,5 @@ def test_bad_hyperparameters_are_refused() -> None:
         TileAutoencoder(**SMALL, recon_loss="l1")
     with pytest.raises(ValueError, match="denoise_mask_fraction"):
         TileAutoencoder(**SMALL, denoise_mask_fraction=1.0)
+    with pytest.raises(ValueError, match="augment must be one of"):
+        TileAutoencoder(**SMALL, augment="rotate")

@@ -92,7 +92,7 @@ class ParametricUMAP:
         n_neighbors: int = 15,
         min_dist: float = 0.1,
         metric: str = "euclidean",
-        epochs: int = 30,
+        epochs: int = 200,
         batch_size: int = 512,
         negative_sample_rate: int = 5,
         learning_rate: float = 1e-3,

@@ -11,9 +11,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from quagga.images.features import particle_features
+from quagga.images.features import particle_features, particle_mask
 from quagga.images.io import ImageReadError, check_channel, read_image
-from quagga.images.normalize import Box, CropError, check_normalize, make_tile
+from quagga.images.normalize import Box, CropError, check_normalize, local_background, make_tile
 from quagga.images.particles import COORDINATES, box_in_image, read_box_table, single_particle_table
 from quagga.params import ImageParams, NormalizeParams
 from quagga.tiles.store import Skipped, TileItem
@@ -21,6 +21,8 @@ from quagga.tiles.store import Skipped, TileItem
 log = logging.getLogger(__name__)
 
 __all__ = ["iter_image_tiles"]
+
+SINGLE_CROPS = ("particle", "image")
 
 
 def iter_image_tiles(params: ImageParams, base_dir: Path) -> Iterator[TileItem | Skipped]:
@@ -32,6 +34,8 @@ def iter_image_tiles(params: ImageParams, base_dir: Path) -> Iterator[TileItem |
     """
     check_channel(params.channel)
     check_normalize(params.normalize)
+    if params.single_crop not in SINGLE_CROPS:
+        raise ValueError(f"images.single_crop: unknown value {params.single_crop!r}; allowed: {list(SINGLE_CROPS)}")
     base_dir = Path(os.path.abspath(base_dir))
     images_dir = _resolve(base_dir, params.images)
     if not images_dir.is_dir():
@@ -55,6 +59,7 @@ def _iter_tiles(
     """Read each image once and tile every particle row of it."""
     yield from skipped
     whole_image = params.input == "single"
+    locate = whole_image and params.single_crop == "particle"
     first_item: dict[str, str] = {}  # item_id -> the row that made it, to name duplicates
     for image, rows in table.groupby("image", sort=False):
         path = images_dir / str(image)
@@ -68,16 +73,24 @@ def _iter_tiles(
             yield from _skip_rows(source, rows, str(exc))
             continue
         for row in rows.itertuples(index=False):
-            yield _particle(gray, row, source, whole_image, params.normalize, first_item)
+            yield _particle(gray, row, source, whole_image, locate, params.normalize, first_item)
 
 
 def _particle(
-    gray: np.ndarray, row: Any, source: str, whole_image: bool, p: NormalizeParams, first_item: dict[str, str]
+    gray: np.ndarray,
+    row: Any,
+    source: str,
+    whole_image: bool,
+    locate: bool,
+    p: NormalizeParams,
+    first_item: dict[str, str],
 ) -> TileItem | Skipped:
     """Tile, box and features of one table row, or why it was skipped."""
     height, width = gray.shape
     try:
-        if whole_image:
+        if locate:
+            box = particle_box(gray)
+        elif whole_image:
             box = Box(0, 0, width, height)
         else:
             box = box_in_image(tuple(getattr(row, c) for c in COORDINATES), width, height)
@@ -103,6 +116,21 @@ def _particle(
             **particle_features(context, tile.background),
         },
     )
+
+
+def particle_box(gray: np.ndarray) -> Box:
+    """Tight box of the particle in a single-particle image, so the margin an imager left is not tiled.
+
+    Without it, ``fit`` tiles of a small grain with a wide margin show a speck, and the margin (which is
+    the instrument's choice, not the particle's) would set the tile scale.
+    """
+    mask = particle_mask(gray, local_background(gray))
+    if not mask.any():
+        height, width = gray.shape
+        raise CropError(f"no particle stands out from the background of this {width}x{height} px image "
+                        "(blank or uniform)")
+    rows, cols = np.nonzero(mask)
+    return Box(int(cols.min()), int(rows.min()), int(cols.max()) + 1, int(rows.max()) + 1)
 
 
 def _skip_rows(source: str, rows: pd.DataFrame, reason: str) -> Iterator[Skipped]:

@@ -5,7 +5,11 @@ background (median of its border pixels), so the aspect ratio is never stretched
 like the field, not like a black frame. In ``fit`` mode the square is resized to the tile, so every
 particle fills it; in ``fixed`` mode the canvas is ``fixed_extent_px`` source pixels wide, so particle
 size stays visible across tiles (a particle that does not fit is shrunk, and the tile says so).
-Intensities are mapped to [0, 1] with percentiles of the crop, which is robust to a few hot pixels.
+Intensities are mapped to [0, 1] in one of two ways. ``percentile`` stretches each crop between two of
+its percentiles (robust to hot pixels, works for any contrast mechanism, but a pale particle comes out
+as dark as an opaque one). ``absorbance`` is for bright-field (transmitted-light) images: each pixel
+becomes ``1 - intensity / local background``, the fraction of light the particle absorbs, so opacity is
+kept and comparable across tiles and uneven illumination cancels; particles come out bright on black.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from skimage.transform import resize
 from quagga.params import NormalizeParams
 
 SCALE_MODES = ("fit", "fixed")
+INTENSITY_MODES = ("percentile", "absorbance")
 MIN_SIDE_PX = 2  # a region narrower than this has no shape to learn from
 MIN_CONTEXT_PX = 2  # a tiny box still gets some field around it (for the background and the contrast)
 
@@ -56,9 +61,11 @@ class Tile:
 
 
 def check_normalize(p: NormalizeParams) -> None:
-    """Fail at start on a scale mode the tiler does not know (bounds are the config schema's job)."""
+    """Fail at start on a mode the tiler does not know (bounds are the config schema's job)."""
     if p.scale_mode not in SCALE_MODES:
         raise ValueError(f"normalize.scale_mode: unknown mode {p.scale_mode!r}; allowed: {list(SCALE_MODES)}")
+    if p.intensity not in INTENSITY_MODES:
+        raise ValueError(f"normalize.intensity: unknown mode {p.intensity!r}; allowed: {list(INTENSITY_MODES)}")
 
 
 def local_background(crop: np.ndarray) -> float:
@@ -77,8 +84,8 @@ def make_tile(gray: np.ndarray, box: Box, p: NormalizeParams) -> Tile:
         raise CropError(f"only {context.width}x{context.height} px to tile; "
                         f"at least {MIN_SIDE_PX} px per side are needed")
     crop = gray[context.ymin : context.ymax, context.xmin : context.xmax]
-    low, high = _intensity_range(crop, p)
     background = local_background(crop)
+    low, high = _intensity_range(crop, background, p)
 
     side = max(box.width, box.height) + 2 * pad
     shrunk = p.scale_mode == "fixed" and side > p.fixed_extent_px
@@ -90,15 +97,22 @@ def make_tile(gray: np.ndarray, box: Box, p: NormalizeParams) -> Tile:
 
     size = p.tile_size
     tile = resize(canvas, (size, size), order=1, mode="edge", anti_aliasing=side > size, preserve_range=True)
-    tile = np.clip((tile - low) / (high - low), 0.0, 1.0)
+    tile = 1.0 - tile / background if p.intensity == "absorbance" else (tile - low) / (high - low)
+    tile = np.clip(tile, 0.0, 1.0)
     if p.invert:
         tile = 1.0 - tile
     return Tile(image=tile.astype(np.float32), scale=size / side, shrunk=shrunk, background=background,
                 context=context)
 
 
-def _intensity_range(crop: np.ndarray, p: NormalizeParams) -> tuple[float, float]:
-    """Percentile bounds of the crop; min/max when a tiny particle leaves the percentiles equal."""
+def _intensity_range(crop: np.ndarray, background: float, p: NormalizeParams) -> tuple[float, float]:
+    """Percentile bounds of the crop; min/max when a tiny particle leaves the percentiles equal.
+
+    Also the check that the crop shows anything: a flat crop, or (absorbance) a black field, is refused.
+    """
+    if p.intensity == "absorbance" and background <= 0:
+        raise CropError("local background is black: absorbance needs a bright field "
+                        "(use normalize.intensity: percentile for dark-field or fluorescence images)")
     low, high = np.percentile(crop, [p.percentile_low, p.percentile_high])
     if high <= low:
         low, high = crop.min(), crop.max()

@@ -83,6 +83,7 @@ def train_model(store_dir: Path, params: TrainParams, out_dir: Path) -> Path:
         learning_rate=params.learning_rate,
         denoise_noise_std=params.denoise_noise_std,
         denoise_mask_fraction=params.denoise_mask_fraction,
+        augment=params.augment,
         tile_params=store.tile_params,
     )
     resume = _resumable_checkpoint(out_dir, _run_key(params, store))

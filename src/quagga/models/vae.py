@@ -16,6 +16,7 @@ from quagga.models.losses import RECON_LOSSES, autoencoder_terms, kl_per_item, r
 from quagga.models.networks import Decoder, Encoder
 
 MODELS = ("vae", "ae")
+AUGMENTATIONS = ("none", "dihedral")
 LOGVAR_LIMIT = 10.0  # |log-variance| bound: exp() can neither overflow nor collapse to exactly zero
 
 
@@ -43,6 +44,7 @@ class TileAutoencoder(L.LightningModule):
         learning_rate: float = 1e-3,
         denoise_noise_std: float = 0.0,
         denoise_mask_fraction: float = 0.0,
+        augment: str = "none",
         tile_params: dict[str, Any] | None = None,
     ):
         super().__init__()
@@ -50,6 +52,8 @@ class TileAutoencoder(L.LightningModule):
             raise ValueError(f"model must be one of {MODELS}, got {model!r}")
         if recon_loss not in RECON_LOSSES:
             raise ValueError(f"recon_loss must be one of {RECON_LOSSES}, got {recon_loss!r}")
+        if augment not in AUGMENTATIONS:
+            raise ValueError(f"augment must be one of {AUGMENTATIONS}, got {augment!r}")
         if beta < 0 or denoise_noise_std < 0 or not 0 <= denoise_mask_fraction < 1:
             raise ValueError(
                 "need beta >= 0, denoise_noise_std >= 0 and 0 <= denoise_mask_fraction < 1; got "
@@ -95,8 +99,33 @@ class TileAutoencoder(L.LightningModule):
             x = x * (torch.rand_like(x) >= fraction)
         return x
 
+    def augment(self, x: Tensor) -> Tensor:
+        """Each tile in one of its 8 dihedral poses (90 degree turns, optionally mirrored), drawn at random.
+
+        A particle under the microscope has no up or left, so training on every pose spends no latent
+        capacity on orientation: a fibre lying left-right and one lying up-down land close together.
+        Spectrogram axes mean time and frequency, so audio tiles must never be turned.
+        """
+        if self.hparams["augment"] == "none":
+            return x
+        turns = torch.randint(0, 4, (len(x),), device=x.device)
+        mirror = torch.randint(0, 2, (len(x),), device=x.device).bool()
+        x = torch.where(mirror[:, None, None, None], x.flip(-1), x)
+        out = x.clone()
+        for k in (1, 2, 3):
+            chosen = turns == k
+            if chosen.any():
+                out[chosen] = torch.rot90(x[chosen], k, dims=(-2, -1))
+        return out
+
     def loss_terms(self, x: Tensor, stage: str) -> dict[str, Tensor]:
-        """Named loss terms of a batch; corruption (denoising) only while training, target always clean."""
+        """Named loss terms of a batch; augmentation and corruption (denoising) only while training.
+
+        The target is the augmented tile before corruption: the model learns to undo the noise, never
+        the pose.
+        """
+        if stage == "train":
+            x = self.augment(x)
         inputs = self.corrupt(x) if stage == "train" else x
         mean, logvar = self.encode(inputs)
         z = mean if logvar is None else mean + torch.randn_like(mean) * (0.5 * logvar).exp()
