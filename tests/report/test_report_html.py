@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+import soundfile as sf
 
 from quagga.params import ReportParams
 from quagga.report import build_report
@@ -52,10 +53,16 @@ def _make_inputs(root: Path, modality: str = "audio") -> dict[str, Any]:
     for i, item_id in enumerate(ids):
         tile = np.clip(rng.random((32, 32)) * 0.3 + 0.2 * truth[i], 0, 1)
         source = HOSTILE_FILE if i == 7 else f"rec{i % 4}.wav"
-        items.append(TileItem(item_id, tile, {"label": labels[i], "source": source}))
+        onset = 0.1 + 0.4 * (i // 4)
+        meta = {"label": labels[i], "source": source, "onset_s": onset, "offset_s": onset + 0.2}
+        items.append(TileItem(item_id, tile, meta))
     items.append(Skipped(HOSTILE_FILE, "row 99", "cannot read audio"))
     items.append(Skipped("broken.wav", "row 100", "call shorter than one frame"))
     write_store(root / "tiles", items, {"n_fft": 512, "hop_length": 64}, modality)
+    (root / "audio").mkdir()
+    for k in range(4):  # 7 s recordings: a 1 kHz tone, so every call has sound
+        seconds = np.arange(7 * 8000) / 8000
+        sf.write(root / "audio" / f"rec{k}.wav", 0.3 * np.sin(2 * np.pi * 1000 * seconds), 8000)
 
     cluster = truth.copy()
     cluster[::9] = -1  # some noise
@@ -113,6 +120,7 @@ def _make_inputs(root: Path, modality: str = "audio") -> dict[str, Any]:
         "params": ReportParams(n_examples=5, max_points=10000),
         "out_dir": root / "report",
         "run_info": {"seed": 0, "config": "config/<evil>.yaml", "train": {"latent_dim": 4, "beta": 1.0}},
+        "audio_root": root / "audio" if modality == "audio" else None,
     }
 
 
@@ -135,14 +143,19 @@ def test_page_is_complete_and_self_contained(report: tuple[Path, str]) -> None:
     assert not list(path.parent.glob(".*tmp*"))  # atomic write left no temporary file
     for sid, title in SECTIONS:
         assert f'<section id="{sid}"><h2>{title}</h2>' in page
-    assert "http://" not in page and "https://" not in page
-    refs = re.findall(r'\b(?:src|href)="([^"]*)"', page)
-    srcs = re.findall(r'\bsrc="([^"]*)"', page)
+    scripts = re.findall(r"<script([^>]*)>", page, re.I)
+    assert scripts and not any("src" in attrs for attrs in scripts)  # Bokeh's code inline, nothing fetched
+    markup = re.sub(r"<script[^>]*>.*?</script>", "", page, flags=re.S | re.I)
+    assert "http://" not in markup and "https://" not in markup and "<link" not in markup
+    refs = re.findall(r'\b(?:src|href)="([^"]*)"', markup)
+    srcs = re.findall(r'\bsrc="([^"]*)"', markup)
     assert all(r.startswith(("data:image/png;base64,", "#")) for r in refs)
     assert all(s.startswith("data:image/png;base64,") for s in srcs)
-    # scatter, heatmap, 3 cluster rows, 3 example strips, 5 anomaly tiles, training curves
+    # static scatter, heatmap, 3 cluster rows, 3 example strips, 5 anomaly tiles, training curves
     assert len(srcs) == 1 + 1 + 3 + 3 + 5 + 1
-    assert "<link" not in page and "<script" not in page.lower()
+    # the map's data: a thumbnail per point and a sound clip per point whose recording exists
+    assert page.count("data:image/jpeg;base64,") == N
+    assert page.count("data:audio/ogg;base64,") == N - 1  # item 7's recording is missing
 
 
 def test_hostile_strings_are_escaped(report: tuple[Path, str]) -> None:

@@ -57,3 +57,12 @@ def demo_root(wildcards, output):
 def dataset_dir(wildcards, input):
     """A dataset's results folder: the parent of its tile store."""
     return os.path.dirname(input.tiles)
+
+
+def audio_root(wildcards):
+    """Folder the audio items' sources are relative to (the report plays clips from it); '' for images."""
+    ds = config["datasets"][wildcards.dataset]
+    if ds["modality"] != "audio":
+        return ""
+    recordings = ds["audio"]["recordings"]
+    return recordings if os.path.isdir(recordings) else os.path.dirname(recordings)

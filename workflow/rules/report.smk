@@ -33,6 +33,7 @@ rule report:
     params:
         report=stage_params("report"),
         info=run_info,
+        audio=audio_root,
         results=dataset_dir,
         out=output_dir,
     log:
@@ -43,4 +44,5 @@ rule report:
         ENV
     shell:
         "python -m quagga report --dataset {wildcards.dataset} --results {params.results}"
-        " --params {params.report:q} --run-info {params.info:q} --out {params.out} 2> {log}"
+        " --params {params.report:q} --run-info {params.info:q} --audio-root={params.audio:q}"
+        " --out {params.out} 2> {log}"

@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 
 from quagga import __version__
 from quagga.params import ReportParams
-from quagga.report import figures
+from quagga.report import figures, interactive
 from quagga.tiles.store import TileStore
 
 log = logging.getLogger(__name__)
@@ -239,7 +239,11 @@ def _metrics(metrics: Mapping[str, Any]) -> Markup:
     return _table(["metric", "value", "meaning"], rows, numeric=["value"])
 
 
-def _embedding(items: pd.DataFrame, params: ReportParams) -> Markup:
+def _embedding(
+    dataset: str, store: TileStore, items: pd.DataFrame, params: ReportParams, origin: str,
+    audio_root: Path | None,
+) -> tuple[Markup, str]:
+    """The interactive map (and the static figure under it) plus the page-head resources it needs."""
     shown = subsample_per_cluster(items, params.max_points)
     note = (
         _p(
@@ -251,11 +255,20 @@ def _embedding(items: pd.DataFrame, params: ReportParams) -> Markup:
         else _p(f"All {len(items)} points shown. Noise and unlabelled items are grey.", "note")
     )
     if shown.empty:
-        return note
+        return note, ""
+    shown = shown.reset_index(drop=True)
+    thumbs = [interactive.thumbnail_uri(tile, origin) for tile in _tiles(store, shown["tile_row"].tolist())]
+    clips, problems = None, []
+    if audio_root is not None and {"onset_s", "offset_s"} <= set(store.index.columns):
+        timing = store.index[["onset_s", "offset_s"]].iloc[shown["tile_row"].to_numpy()].reset_index(drop=True)
+        clips, problems = interactive.audio_clips(pd.concat([shown[["source"]], timing], axis=1), audio_root)
+    head, body = interactive.interactive_map(dataset, shown, thumbs, clips)
+    warnings = "".join(_p(problem, "note") for problem in problems)
     png = figures.embedding_scatter(
         shown["x"].to_numpy(), shown["y"].to_numpy(), shown["cluster"].to_numpy(), shown["label"].tolist()
     )
-    return Markup(note + _img(png, "2-D embedding coloured by cluster and by label"))
+    static = _img(png, "2-D embedding coloured by cluster and by label")
+    return Markup(note + warnings + body + "<h3>Static view</h3>" + static), head
 
 
 def _contingency(metrics: Mapping[str, Any], items: pd.DataFrame) -> Markup:
@@ -417,7 +430,7 @@ def _skipped(skipped: pd.DataFrame) -> Markup:
     return Markup(note + _table(cols, rows))
 
 
-def _page(dataset: str, sections: Mapping[str, Markup]) -> str:
+def _page(dataset: str, sections: Mapping[str, Markup], head: str = "") -> str:
     title = html.escape(f"quagga report: {dataset}")
     nav = " ".join(f'<a href="#{sid}">{html.escape(name)}</a>' for sid, name in SECTIONS)
     body = "\n".join(
@@ -426,7 +439,7 @@ def _page(dataset: str, sections: Mapping[str, Markup]) -> str:
     )
     return (
         f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>{title}</title>\n'
-        f"<style>{_CSS}</style>\n</head>\n<body>\n<h1>{title}</h1>\n<nav>{nav}</nav>\n{body}\n"
+        f"<style>{_CSS}</style>\n{head}\n</head>\n<body>\n<h1>{title}</h1>\n<nav>{nav}</nav>\n{body}\n"
         f'<footer><p class="note">Written by quagga {html.escape(__version__)}.</p></footer>\n'
         "</body>\n</html>\n"
     )
@@ -444,8 +457,13 @@ def build_report(
     params: ReportParams,
     out_dir: Path,
     run_info: dict[str, Any] | None = None,
+    audio_root: Path | None = None,
 ) -> Path:
-    """Write ``out_dir/index.html`` (atomically) and return its path."""
+    """Write ``out_dir/index.html`` (atomically) and return its path.
+
+    ``audio_root`` is the folder the audio items' ``source`` paths are relative to; with it, clicking a
+    point on the map plays its call.
+    """
     store = TileStore(tiles_dir)
     modality = str(store.meta.get("modality", ""))
     origin, cmap = figures.tile_display(modality)
@@ -453,10 +471,11 @@ def build_report(
     metrics = json.loads(Path(metrics_path).read_text())
     skipped = store.skipped
     log.info("report for %s: %d items, %d skipped", dataset, len(items), len(skipped))
+    embedding, head = _embedding(dataset, store, items, params, origin, audio_root)
     sections = {
         "summary": _summary(dataset, modality, store, items, skipped, run_info or {}),
         "metrics": _metrics(metrics),
-        "embedding": _embedding(items, params),
+        "embedding": embedding,
         "contingency": _contingency(metrics, items),
         "gallery": _gallery(store, items, params, origin, cmap),
         "examples": _examples(Path(examples_path) if examples_path else None, params, origin, cmap),
@@ -468,7 +487,7 @@ def build_report(
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "index.html"
     tmp = out_dir / f".index.html.tmp-{os.getpid()}"
-    tmp.write_text(_page(dataset, sections), encoding="utf-8")
+    tmp.write_text(_page(dataset, sections, head), encoding="utf-8")
     os.replace(tmp, path)
     log.info("wrote %s (%.0f kB)", path, path.stat().st_size / 1024)
     return path

@@ -1,0 +1,269 @@
+"""The interactive map: a Bokeh scatter of the 2-D embedding that shows each tile and plays each sound.
+
+Everything rides inside the page (Bokeh's JavaScript inline, thumbnails as JPEG data URIs, sound clips
+as Ogg Opus data URIs), so the file works offline and can be archived or mailed. What a person can do:
+
+- colour the points by cluster, human label, anomaly score or any other column (a drop-down);
+- hover a point to see its tile, label, cluster and item id;
+- click an audio point to hear the call (with a little context on either side) in the player below;
+- select points with the lasso or box tool and download the selection as CSV (for bulk relabelling).
+
+Strings from the data (labels, file names) reach the page only as data: Bokeh escapes ``@field``
+values in tooltips, and the selection list is filled with ``textContent``, never ``innerHTML``.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import logging
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import soundfile as sf
+from bokeh.embed import components
+from bokeh.layouts import column, row
+from bokeh.models import (
+    BoxSelectTool,
+    Button,
+    ColumnDataSource,
+    CustomJS,
+    Div,
+    HoverTool,
+    LassoSelectTool,
+    Select,
+    TapTool,
+)
+from bokeh.plotting import figure
+from bokeh.resources import Resources
+from matplotlib import colormaps
+from matplotlib.colors import to_hex
+from PIL import Image
+from scipy.signal import resample_poly
+
+log = logging.getLogger(__name__)
+
+THUMB_PX = 64  # thumbnail side: enough to recognise a call or a particle, small enough for 10k points
+THUMB_QUALITY = 75  # JPEG quality of thumbnails
+CLIP_CONTEXT_S = 0.1  # sound before and after each call, so its onset and decay are heard
+CLIP_MAX_S = 3.0  # longer calls are cut: the page stays small, the start is what people listen for
+NOISE_COLOUR = "#b0b0b0"
+MAX_CATEGORIES = 40  # a column with more distinct values is not offered as a categorical colouring
+PLAYER_ID = "quagga-player"
+# Clips are Ogg Opus at 48 kHz (Opus's full band): libsndfile's compression level 0.95 is about 33 kbit/s,
+# about 2 kB for a typical call. Vorbis needs 4x that on noisy field audio, and noise is what fields sound like.
+CLIP_RATE = 48000
+OPUS_COMPRESSION = 0.95
+# Bokeh's JavaScript, inline: core, WebGL (smooth with thousands of points) and widgets; no tables or MathJax
+BOKEH_RESOURCES = Resources(mode="inline", components=["bokeh", "bokeh-gl", "bokeh-widgets"])
+
+
+def _palette(n: int) -> list[str]:
+    """``n`` distinguishable colours (tab10, then tab20, then a sampled rainbow)."""
+    if n <= 10:
+        return [to_hex(c) for c in colormaps["tab10"].colors[:n]]
+    if n <= 20:
+        return [to_hex(c) for c in colormaps["tab20"].colors[:n]]
+    return [to_hex(colormaps["turbo"](v)) for v in np.linspace(0.05, 0.95, n)]
+
+
+def categorical_colours(values: Sequence[object], grey: Sequence[object] = ()) -> list[str]:
+    """One colour per distinct value (sorted as text); missing values and ``grey`` ones are grey."""
+    series = pd.Series(list(values), dtype="object")
+    missing = series.isna() | series.isin(list(grey))
+    levels = sorted({str(v) for v in series[~missing]})
+    lookup = dict(zip(levels, _palette(len(levels)), strict=True))
+    return [NOISE_COLOUR if m else lookup[str(v)] for v, m in zip(series, missing, strict=True)]
+
+
+def numeric_colours(values: Sequence[float]) -> list[str]:
+    """Viridis by rank (robust to a few huge scores); missing values are grey."""
+    x = pd.Series(values, dtype="float64")
+    ranks = x.rank(pct=True)
+    cmap = colormaps["viridis"]
+    return [NOISE_COLOUR if np.isnan(r) else to_hex(cmap(float(r))) for r in ranks]
+
+
+def thumbnail_uri(tile: np.ndarray, origin: str) -> str:
+    """A tile as a small grayscale JPEG data URI (spectrograms flipped so low frequencies are at the bottom)."""
+    image = np.asarray(tile, dtype=np.float32)
+    if origin == "lower":
+        image = image[::-1]
+    pixels = np.clip(np.round(image * 255), 0, 255).astype(np.uint8)
+    picture = Image.fromarray(pixels, mode="L").resize((THUMB_PX, THUMB_PX), Image.Resampling.BILINEAR)
+    buf = io.BytesIO()
+    picture.save(buf, format="JPEG", quality=THUMB_QUALITY)
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def audio_clip_uri(path: Path, onset_s: float, offset_s: float) -> str:
+    """The call with ``CLIP_CONTEXT_S`` around it, mixed to mono, as an Ogg Opus data URI.
+
+    Reads only the frames it needs, so hour-long recordings are never loaded whole.
+    """
+    with sf.SoundFile(path) as f:
+        rate = f.samplerate
+        start = max(0, int((onset_s - CLIP_CONTEXT_S) * rate))
+        stop = min(f.frames, int(min(offset_s + CLIP_CONTEXT_S, onset_s + CLIP_MAX_S) * rate))
+        f.seek(start)
+        samples = f.read(max(stop - start, 1), dtype="float32", always_2d=True)
+    mono = samples.mean(axis=1)
+    if rate != CLIP_RATE:
+        common = math.gcd(rate, CLIP_RATE)
+        mono = resample_poly(mono, CLIP_RATE // common, rate // common)
+    peak = float(np.abs(mono).max()) if len(mono) else 0.0
+    if peak > 0:
+        mono = mono * (0.8 / peak)  # faint calls audible, headroom for the codec; the map shows loudness
+    buf = io.BytesIO()
+    sf.write(buf, mono, CLIP_RATE, format="OGG", subtype="OPUS", compression_level=OPUS_COMPRESSION)
+    return "data:audio/ogg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def audio_clips(items: pd.DataFrame, audio_root: Path) -> tuple[list[str], list[str]]:
+    """Clip URIs for ``items`` (columns source, onset_s, offset_s) and the problems met, one per file.
+
+    A recording that cannot be read gives empty clips for its calls and one problem line; the map is
+    still drawn.
+    """
+    clips = [""] * len(items)
+    problems: list[str] = []
+    positions = {key: np.flatnonzero(items["source"].to_numpy() == key) for key in items["source"].unique()}
+    for source, rows in positions.items():
+        path = audio_root / str(source)
+        try:
+            for i in rows:
+                clips[i] = audio_clip_uri(path, float(items["onset_s"].iat[i]), float(items["offset_s"].iat[i]))
+        except (OSError, RuntimeError, ValueError, sf.LibsndfileError) as exc:
+            problems.append(f"{source}: no sound clips ({exc})")
+            log.warning("%s: no sound clips (%s)", path, exc)
+    return clips, problems
+
+
+_PLAY_JS = """
+const i = source.selected.indices.length ? source.selected.indices[source.selected.indices.length - 1] : -1;
+const player = document.getElementById(player_id);
+if (i < 0 || !player || !source.data.audio[i]) { return; }
+player.src = source.data.audio[i];
+document.getElementById(player_id + '-item').textContent = source.data.item_id[i];
+player.play();
+"""
+
+_COLOUR_JS = """
+source.data.colour = source.data['colour_' + select.value];
+source.change.emit();
+"""
+
+_SELECTION_JS = """
+const idx = source.selected.indices;
+const list = document.getElementById('quagga-selection');
+list.textContent = '';
+const head = document.createElement('p');
+head.textContent = idx.length + ' selected' + (idx.length > 200 ? ' (first 200 listed)' : '');
+list.appendChild(head);
+const ul = document.createElement('ul');
+for (const i of idx.slice(0, 200)) {
+  const li = document.createElement('li');
+  li.textContent = source.data.item_id[i] + ' | label: ' + source.data.label[i]
+    + ' | cluster: ' + source.data.cluster[i];
+  ul.appendChild(li);
+}
+list.appendChild(ul);
+"""
+
+_EXPORT_JS = """
+const idx = source.selected.indices;
+const q = (v) => { const s = String(v); return /[",\\n\\r]/.test(s) ? '"' + s.replace(/"/g, '""') + '"' : s; };
+const lines = ['item_id,label,cluster,source,x,y'];
+for (const i of idx) {
+  lines.push([source.data.item_id[i], source.data.label[i], source.data.cluster[i], source.data.source[i],
+              source.data.x[i], source.data.y[i]].map(q).join(','));
+}
+const blob = new Blob([lines.join('\\n') + '\\n'], {type: 'text/csv'});
+const a = document.createElement('a');
+a.href = URL.createObjectURL(blob);
+a.download = dataset + '-selection.csv';
+document.body.appendChild(a);
+a.click();
+a.remove();
+"""
+
+
+def map_data(items: pd.DataFrame, thumbs: list[str], clips: list[str] | None) -> tuple[dict, list[str]]:
+    """Column data of the scatter and the colourings offered (first one shown)."""
+    label = items["label"].astype("object").where(items["label"].notna(), "(none)")
+    data: dict[str, list] = {
+        "x": items["x"].astype(float).tolist(),
+        "y": items["y"].astype(float).tolist(),
+        "item_id": items["item_id"].astype(str).tolist(),
+        "label": [str(v) for v in label],
+        "cluster": items["cluster"].astype(int).tolist(),
+        "source": items["source"].astype("object").where(items["source"].notna(), "").astype(str).tolist(),
+        "thumb": thumbs,
+        "audio": clips if clips is not None else [""] * len(items),
+    }
+    colourings = {
+        "cluster": categorical_colours(items["cluster"].tolist(), grey=[-1]),
+        "label": categorical_colours(items["label"].tolist()),
+    }
+    for score in ("recon_error", "probability"):
+        if score in items and items[score].notna().any():
+            colourings[score] = numeric_colours(items[score].tolist())
+    if 1 < items["source"].nunique() <= MAX_CATEGORIES:
+        colourings["source"] = categorical_colours(items["source"].tolist())
+    for name, colours in colourings.items():
+        data[f"colour_{name}"] = colours
+    data["colour"] = list(colourings["cluster"])
+    return data, list(colourings)
+
+
+def interactive_map(
+    dataset: str, items: pd.DataFrame, thumbs: list[str], clips: list[str] | None
+) -> tuple[str, str]:
+    """(head, body) HTML of the map: Bokeh's inline resources and the plot with its controls."""
+    data, colourings = map_data(items, thumbs, clips)
+    source = ColumnDataSource(data=data, name="points")
+    tooltip = (
+        '<div style="width:150px"><img src="@thumb" width="128" height="128" '
+        'style="image-rendering:pixelated;border:1px solid #888" alt="tile">'
+        "<div><b>@label</b> &middot; cluster @cluster</div>"
+        '<div style="font-size:80%;word-break:break-all">@item_id</div></div>'
+    )
+    plot = figure(
+        name="map", width=720, height=620, title=None, match_aspect=True,
+        tools="pan,wheel_zoom,reset,save", active_scroll="wheel_zoom", output_backend="webgl",
+    )
+    plot.xaxis.axis_label, plot.yaxis.axis_label = "UMAP 1", "UMAP 2"
+    points = plot.scatter(
+        "x", "y", source=source, size=7, fill_color="colour", line_color="colour", fill_alpha=0.8,
+        nonselection_fill_alpha=0.15, nonselection_line_alpha=0.15,
+    )
+    plot.add_tools(
+        HoverTool(renderers=[points], tooltips=tooltip),
+        LassoSelectTool(renderers=[points]),
+        BoxSelectTool(renderers=[points]),
+    )
+    has_audio = clips is not None and any(clips)
+    if has_audio:
+        plot.add_tools(TapTool(renderers=[points], callback=CustomJS(
+            args={"source": source, "player_id": PLAYER_ID}, code=_PLAY_JS)))
+    select = Select(title="Colour by", value=colourings[0], options=colourings, name="colour-by", width=200)
+    select.js_on_change("value", CustomJS(args={"source": source, "select": select}, code=_COLOUR_JS))
+    source.selected.js_on_change("indices", CustomJS(args={"source": source}, code=_SELECTION_JS))
+    export = Button(label="Download selection as CSV", name="export", width=200)
+    export.js_on_event("button_click", CustomJS(args={"source": source, "dataset": dataset}, code=_EXPORT_JS))
+    hint = Div(text=(
+        "<p>Hover a point to see its tile. "
+        + ("Click an audio point to hear it. " if has_audio else "")
+        + "Select with the lasso or box tool (toolbar), then download the selection.</p>"
+    ), width=200)
+    script, div = components(row(plot, column(select, export, hint)))
+    player = (
+        f'<p>Now playing: <span id="{PLAYER_ID}-item">(click a point)</span></p>'
+        f'<audio id="{PLAYER_ID}" controls preload="none"></audio>'
+        if has_audio else ""
+    )
+    body = f'{div}\n{player}\n<div id="quagga-selection"><p>0 selected</p></div>\n{script}'
+    return BOKEH_RESOURCES.render(), body

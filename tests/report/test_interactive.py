@@ -1,0 +1,89 @@
+"""The map's pieces: colourings, thumbnails and sound clips (the page itself is tested in Chromium)."""
+
+from __future__ import annotations
+
+import base64
+import io
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+from PIL import Image
+
+from quagga.report.interactive import (
+    CLIP_CONTEXT_S,
+    CLIP_MAX_S,
+    CLIP_RATE,
+    NOISE_COLOUR,
+    THUMB_PX,
+    audio_clip_uri,
+    audio_clips,
+    categorical_colours,
+    map_data,
+    numeric_colours,
+    thumbnail_uri,
+)
+
+
+def _decode(uri: str) -> bytes:
+    return base64.b64decode(uri.split(",", 1)[1])
+
+
+def test_categorical_colours_grey_out_noise_and_missing() -> None:
+    colours = categorical_colours([0, 1, -1, 0, None, 2], grey=[-1])
+    assert colours[2] == colours[4] == NOISE_COLOUR
+    assert colours[0] == colours[3] and len({colours[0], colours[1], colours[5]}) == 3
+    assert len(set(categorical_colours(range(30)))) == 30  # many categories stay distinct
+
+
+def test_numeric_colours_by_rank() -> None:
+    colours = numeric_colours([0.1, 1e9, np.nan, 0.2])
+    assert colours[2] == NOISE_COLOUR and len(set(colours)) == 4
+
+
+def test_thumbnail_is_a_small_jpeg_with_low_frequencies_at_the_bottom() -> None:
+    tile = np.zeros((128, 128), np.float32)
+    tile[:16] = 1.0  # energy in the lowest frequency rows (row 0 = lowest frequency in a spectrogram tile)
+    for origin, bright_row in (("lower", THUMB_PX - 1), ("upper", 0)):
+        picture = Image.open(io.BytesIO(_decode(thumbnail_uri(tile, origin))))
+        assert picture.format == "JPEG" and picture.size == (THUMB_PX, THUMB_PX)
+        assert np.asarray(picture)[bright_row].mean() > 200
+
+
+def test_audio_clip_has_context_and_is_capped(tmp_path: Path) -> None:
+    rate = 16000
+    path = tmp_path / "rec.flac"
+    sf.write(path, 0.1 * np.random.default_rng(0).standard_normal((10 * rate, 2)), rate)
+    clip, clip_rate = sf.read(io.BytesIO(_decode(audio_clip_uri(path, 2.0, 2.5))))
+    assert clip_rate == CLIP_RATE and clip.ndim == 1  # mixed to mono, resampled for Opus
+    assert len(clip) / CLIP_RATE == pytest.approx(0.5 + 2 * CLIP_CONTEXT_S, abs=0.01)
+    assert np.abs(clip).max() == pytest.approx(0.8, abs=0.15)  # normalised to be audible (lossy codec)
+    start, rate = sf.read(io.BytesIO(_decode(audio_clip_uri(path, 0.0, 0.2))))
+    assert len(start) / rate == pytest.approx(0.2 + CLIP_CONTEXT_S, abs=0.01)  # no context before 0 s
+    long, _ = sf.read(io.BytesIO(_decode(audio_clip_uri(path, 1.0, 9.0))))
+    assert len(long) / rate == pytest.approx(CLIP_MAX_S + CLIP_CONTEXT_S, abs=0.01)
+
+
+def test_unreadable_recordings_give_empty_clips_and_one_problem(tmp_path: Path) -> None:
+    sf.write(tmp_path / "good.wav", np.zeros(8000) + 0.1, 8000)
+    (tmp_path / "bad.wav").write_bytes(b"RIFF not really")
+    items = pd.DataFrame({"source": ["good.wav", "bad.wav", "bad.wav", "gone.wav"],
+                          "onset_s": [0.1, 0.1, 0.2, 0.1], "offset_s": [0.2, 0.2, 0.3, 0.2]})
+    clips, problems = audio_clips(items, tmp_path)
+    assert clips[0].startswith("data:audio/ogg;base64,") and clips[1:] == ["", "", ""]
+    assert len(problems) == 2 and problems[0].startswith("bad.wav: no sound clips")
+    assert problems[1].startswith("gone.wav")
+
+
+def test_map_data_offers_the_colourings_the_items_support() -> None:
+    items = pd.DataFrame({
+        "item_id": ["a", "b", "c"], "label": pd.array(["x", None, "y"], dtype="string"),
+        "cluster": [0, -1, 1], "source": ["r1.wav", "r2.wav", "r1.wav"], "x": [0.0, 1.0, 2.0],
+        "y": [0.0, 1.0, 2.0], "recon_error": [0.1, 0.5, 0.2], "probability": [1.0, 0.0, 0.7],
+    })
+    data, colourings = map_data(items, ["t"] * 3, None)
+    assert colourings == ["cluster", "label", "recon_error", "probability", "source"]
+    assert data["label"] == ["x", "(none)", "y"] and data["audio"] == ["", "", ""]
+    assert data["colour"] == data["colour_cluster"] and data["colour"][1] == NOISE_COLOUR
