@@ -100,16 +100,19 @@ def thumbnail_uri(tile: np.ndarray, origin: str) -> str:
 
 
 def audio_clip_uri(path: Path, onset_s: float, offset_s: float) -> str:
-    """The call with ``CLIP_CONTEXT_S`` around it, mixed to mono, as an Ogg Opus data URI.
+    """The call with ``CLIP_CONTEXT_S`` around it, mixed to mono, as an Ogg Opus data URI."""
+    with sf.SoundFile(path) as recording:
+        return _clip_uri(recording, onset_s, offset_s)
 
-    Reads only the frames it needs, so hour-long recordings are never loaded whole.
-    """
-    with sf.SoundFile(path) as f:
-        rate = f.samplerate
-        start = max(0, int((onset_s - CLIP_CONTEXT_S) * rate))
-        stop = min(f.frames, int(min(offset_s + CLIP_CONTEXT_S, onset_s + CLIP_MAX_S) * rate))
-        f.seek(start)
-        samples = f.read(max(stop - start, 1), dtype="float32", always_2d=True)
+
+def _clip_uri(recording: sf.SoundFile, onset_s: float, offset_s: float) -> str:
+    """:func:`audio_clip_uri` on an open recording: reads only the frames it needs, so hour-long
+    recordings are never loaded whole, and one open file serves all of its calls."""
+    rate = recording.samplerate
+    start = max(0, int((onset_s - CLIP_CONTEXT_S) * rate))
+    stop = min(recording.frames, int(min(offset_s + CLIP_CONTEXT_S, onset_s + CLIP_MAX_S) * rate))
+    recording.seek(start)
+    samples = recording.read(max(stop - start, 1), dtype="float32", always_2d=True)
     mono = samples.mean(axis=1)
     if rate != CLIP_RATE:
         common = math.gcd(rate, CLIP_RATE)
@@ -125,17 +128,18 @@ def audio_clip_uri(path: Path, onset_s: float, offset_s: float) -> str:
 def audio_clips(items: pd.DataFrame, audio_root: Path) -> tuple[list[str], list[str]]:
     """Clip URIs for ``items`` (columns source, onset_s, offset_s) and the problems met, one per file.
 
-    A recording that cannot be read gives empty clips for its calls and one problem line; the map is
-    still drawn.
+    Each recording is opened once. One that cannot be read gives empty clips for its calls and one
+    problem line; the map is still drawn.
     """
     clips = [""] * len(items)
     problems: list[str] = []
-    positions = {key: np.flatnonzero(items["source"].to_numpy() == key) for key in items["source"].unique()}
-    for source, rows in positions.items():
+    onsets, offsets = items["onset_s"].to_numpy(float), items["offset_s"].to_numpy(float)
+    for source, rows in items.groupby("source", sort=False).indices.items():
         path = audio_root / str(source)
         try:
-            for i in rows:
-                clips[i] = audio_clip_uri(path, float(items["onset_s"].iat[i]), float(items["offset_s"].iat[i]))
+            with sf.SoundFile(path) as recording:
+                for i in rows:
+                    clips[i] = _clip_uri(recording, onsets[i], offsets[i])
         except (OSError, RuntimeError, ValueError, sf.LibsndfileError) as exc:
             problems.append(f"{source}: no sound clips ({exc})")
             log.warning("%s: no sound clips (%s)", path, exc)
