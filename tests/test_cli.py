@@ -37,6 +37,6 @@ def test_missing_annotation_table_and_bad_params(tmp_path: Path, caplog: pytest.
     params = json.dumps({"recordings": ".", "annotations": "nope.txt"})
     rc = main(["tiles", "--modality", "audio", "--params", params, "--base-dir", str(tmp_path),
                "--out", str(tmp_path / "tiles")])
-    assert rc == 2 and "annotation table not found" in caplog.text
+    assert rc == 2 and "annotations not found" in caplog.text
     rc = main(["tiles", "--modality", "audio", "--params", '{"recording": "."}', "--out", str(tmp_path / "t")])
     assert rc == 2 and "unknown key(s) ['recording']" in caplog.text

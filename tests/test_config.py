@@ -35,6 +35,12 @@ def test_default_config_validates_and_fills_defaults() -> None:
         ({"modality": "video"}, r"datasets.d.modality: 'video' is not one of"),
         ({"audio": {"spectrogram": {"fmax": 20000}}}, r"fmax: 20000 Hz is above sample_rate/2"),
         ({"audio": {"channel": "left"}}, r"datasets.d.audio.channel: 'left' does not match"),
+        ({"audio": {"segment": {"fmax": 16000}}}, r"audio.segment.fmax: 16000 Hz is above sample_rate/2"),
+        ({"audio": {"segment": {"onset_db": 5, "offset_db": 8}}}, r"offset_db 8 must not exceed onset_db 5"),
+        ({"audio": {"segment": {"min_duration_s": 1.0}}}, r"min_duration_s must be below max_duration_s"),
+        ({"audio": {"annotations": None}}, r"audio.annotations: required when segments is 'annotations'"),
+        ({"audio": {"annotation_format": "excel"}}, r"annotation_format: 'excel' is not one of"),
+        ({"audio": {"spectrogram": {"scale": "bark"}}}, r"spectrogram.scale: 'bark' is not one of"),
     ],
 )
 def test_bad_values_name_key_value_and_rule(change: dict, message: str) -> None:
@@ -50,6 +56,8 @@ def test_missing_section_and_bad_file(tmp_path: Path) -> None:
         validate_config({"datasets": {"d": {"modality": "images", "images": {"input": "boxes"}}}})
     with pytest.raises(ConfigError, match="augment: 'dihedral' turns tiles"):
         validate_config({"datasets": {"d": {"modality": "audio", "audio": {}, "train": {"augment": "dihedral"}}}})
+    with pytest.raises(ConfigError, match=r"run_datasets: \['koumura'\] are not datasets; the datasets are \['d'\]"):
+        validate_config({"run_datasets": ["koumura"], "datasets": {"d": AUDIO}})
     (tmp_path / "c.yaml").write_text("datasets: [unclosed")
     with pytest.raises(ConfigError, match="cannot read config"):
         load_config(tmp_path / "c.yaml")

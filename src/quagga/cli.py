@@ -55,28 +55,38 @@ def cmd_check_config(args: argparse.Namespace) -> None:
     log.info("config OK: datasets %s", ", ".join(config["datasets"]))
 
 
+def _tile_params(modality: str, section: str) -> tuple[Any, dict[str, Any]]:
+    """A dataset's front-end params and the tile parameters a store made from them records."""
+    if modality == "audio":
+        audio = _params(AudioParams, section)
+        return audio, to_dict(audio.spectrogram)
+    images = _params(ImageParams, section)
+    return images, to_dict(images.normalize)
+
+
 def cmd_tiles(args: argparse.Namespace) -> None:
     from quagga.tiles.store import write_store
 
     base_dir = Path(args.base_dir).resolve()
+    params, tile_params = _tile_params(args.modality, args.params)
     if args.modality == "audio":
         from quagga.audio import iter_audio_tiles
 
-        audio = _params(AudioParams, args.params)
-        items = iter_audio_tiles(audio, base_dir)
-        tile_params = to_dict(audio.spectrogram)
+        items = iter_audio_tiles(params, base_dir)
     else:
         from quagga.images import iter_image_tiles
 
-        images = _params(ImageParams, args.params)
-        items = iter_image_tiles(images, base_dir)
-        tile_params = to_dict(images.normalize)
+        items = iter_image_tiles(params, base_dir)
     write_store(args.out, items, tile_params=tile_params, modality=args.modality)
 
 
 def cmd_train(args: argparse.Namespace) -> None:
     from quagga.models.train import train_model
+    from quagga.tiles.store import TileStore
 
+    if args.tiles_params:  # refuse tiles made otherwise than the config says
+        store = TileStore(args.tiles)
+        store.require_params(_tile_params(store.meta["modality"], args.tiles_params)[1])
     train_model(Path(args.tiles), _params(TrainParams, args.params), Path(args.out))
 
 
@@ -191,6 +201,7 @@ def _parser() -> argparse.ArgumentParser:
     p = add("train", cmd_train, "train the autoencoder on a tile store")
     p.add_argument("--tiles", required=True)
     p.add_argument("--params", required=True, help="JSON: the dataset's train section")
+    p.add_argument("--tiles-params", default="", help="JSON: the audio/images section the tiles must come from")
     p.add_argument("--out", required=True, help="model folder (vae.ckpt, metrics.csv, checkpoints/)")
 
     p = add("encode", cmd_encode, "encode every tile to its latent vector")

@@ -68,23 +68,17 @@ def validate_config(config: dict[str, Any], schema_path: str | Path = SCHEMA_PAT
         raise ConfigError("invalid config:\n" + "\n".join(lines))
     for name, dataset in config["datasets"].items():
         _check_consistency(name, dataset)
+    unknown = [n for n in config["run_datasets"] if n not in config["datasets"]]
+    if unknown:
+        raise ConfigError(f"run_datasets: {unknown} are not datasets; the datasets are {sorted(config['datasets'])}")
     return config
 
 
 def _check_consistency(name: str, dataset: dict[str, Any]) -> None:
     """Rules that span several keys, which the schema cannot express."""
-    spec = dataset.get("audio", {}).get("spectrogram")
-    if dataset["modality"] == "audio" and spec:
-        nyquist = spec["sample_rate"] / 2
-        if spec["fmax"] > nyquist:
-            raise ConfigError(f"datasets.{name}.audio.spectrogram.fmax: {spec['fmax']} Hz is above "
-                              f"sample_rate/2 = {nyquist} Hz")
-        if spec["fmin"] >= spec["fmax"]:
-            raise ConfigError(f"datasets.{name}.audio.spectrogram: fmin {spec['fmin']} must be below fmax")
-        if spec["db_min"] >= spec["db_max"]:
-            raise ConfigError(
-                f"datasets.{name}.audio.spectrogram: db_min {spec['db_min']} must be below db_max"
-            )
+    audio = dataset.get("audio") or {}
+    if dataset["modality"] == "audio" and audio:
+        _check_audio(f"datasets.{name}.audio", audio)
     images = dataset.get("images")
     if dataset["modality"] == "images" and images and images["input"] == "boxes" and not images.get("boxes"):
         raise ConfigError(f"datasets.{name}.images.boxes: required when input is 'boxes'")
@@ -92,6 +86,25 @@ def _check_consistency(name: str, dataset: dict[str, Any]) -> None:
     if dataset["modality"] == "audio" and augment != "none":
         raise ConfigError(f"datasets.{name}.train.augment: {augment!r} turns tiles, but spectrogram axes are "
                           "time and frequency; use 'none' for audio")
+
+
+def _check_audio(where: str, audio: dict[str, Any]) -> None:
+    spec, seg = audio["spectrogram"], audio["segment"]
+    nyquist = spec["sample_rate"] / 2
+    for key, section in (("spectrogram", spec), ("segment", seg)):
+        if section["fmax"] > nyquist:
+            raise ConfigError(f"{where}.{key}.fmax: {section['fmax']} Hz is above sample_rate/2 = {nyquist} Hz")
+        if section["fmin"] >= section["fmax"]:
+            raise ConfigError(f"{where}.{key}: fmin {section['fmin']} must be below fmax {section['fmax']}")
+    if spec["db_min"] >= spec["db_max"]:
+        raise ConfigError(f"{where}.spectrogram: db_min {spec['db_min']} must be below db_max")
+    if seg["offset_db"] > seg["onset_db"]:
+        raise ConfigError(f"{where}.segment: offset_db {seg['offset_db']} must not exceed onset_db {seg['onset_db']}")
+    if seg["min_duration_s"] >= seg["max_duration_s"]:
+        raise ConfigError(f"{where}.segment: min_duration_s must be below max_duration_s")
+    if audio["segments"] == "annotations" and not audio.get("annotations"):
+        raise ConfigError(f"{where}.annotations: required when segments is 'annotations' "
+                          "(or set segments: energy to find calls without annotations)")
 
 
 def load_config(path: str | Path) -> dict[str, Any]:

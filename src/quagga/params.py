@@ -54,17 +54,47 @@ class SpectrogramParams:
     db_max: float = -10.0
     tile_duration_s: float = 1.6  # time span of one tile; shorter calls are padded with background
     tile_size: int = 128
+    scale: str = "mel"  # mel | linear (STFT bins between fmin and fmax)
+    normalize: str = "fixed"  # fixed: db_min..db_max for every tile | per_tile: each tile's own min..max
+    time_stretch: bool = False  # AVA-style: a call spans sqrt(duration / tile_duration_s) of the tile
+    noise_reduce: bool = False  # stationary spectral gating (noisereduce) before the spectrogram
+
+
+@dataclass(frozen=True)
+class SegmentParams:
+    """Energy segmentation (the AVA / vocalseg method) for recordings without annotated calls.
+
+    The energy trace is the band power in dB per STFT frame, smoothed; thresholds are relative to the
+    noise floor of the block being segmented, so recordings made at different gains segment alike.
+    """
+
+    n_fft: int = 512
+    hop_length: int = 64
+    fmin: float = 500.0  # band whose energy is traced (Hz)
+    fmax: float = 10000.0
+    smooth_s: float = 0.005  # moving-average window of the energy trace
+    noise_percentile: float = 20.0  # the noise floor: this percentile of the trace
+    onset_db: float = 12.0  # a call starts when the trace rises this far above the noise floor ...
+    offset_db: float = 8.0  # ... and ends when it falls below this
+    peak_db: float = 20.0  # and is kept only if it reaches this somewhere
+    min_gap_s: float = 0.005  # calls separated by a shorter gap are merged
+    min_duration_s: float = 0.02
+    max_duration_s: float = 0.5  # longer segments are listed as skipped, not tiled
 
 
 @dataclass(frozen=True)
 class AudioParams:
-    """Where the recordings and their annotation table are."""
+    """Where the recordings and their annotations are, and how calls are found."""
 
     recordings: str = "data/demo/audio"  # folder (searched recursively) or a single file
-    annotations: str = "data/demo/audio/selections.txt"
-    annotation_format: str = "raven"  # raven | csv
+    annotations: str | None = "data/demo/audio/selections.txt"  # a table, or a folder of per-recording files
+    annotation_format: str = "raven"  # csv | raven | audacity | notmat | textgrid
     label_column: str = "call_type"
     channel: str = "mix"  # "mix" or a 0-based channel number as text
+    segments: str = "annotations"  # annotations: the annotated calls | energy: found by segment (labels by overlap)
+    segment: SegmentParams = field(default_factory=SegmentParams)
+    block_s: float = 120.0  # long recordings are read and processed in blocks of this length
+    max_clipped_fraction: float = 0.01  # calls with more samples at full scale are skipped
     spectrogram: SpectrogramParams = field(default_factory=SpectrogramParams)
 
 
@@ -161,5 +191,6 @@ class ReportParams:
 
 _NESTED: dict[tuple[str, str], type] = {
     ("AudioParams", "spectrogram"): SpectrogramParams,
+    ("AudioParams", "segment"): SegmentParams,
     ("ImageParams", "normalize"): NormalizeParams,
 }

@@ -12,7 +12,7 @@ except ConfigError as exc:
 
 RESULTS = config["results"]
 DEMO = config["demo_data"]
-DATASETS = sorted(config["datasets"])
+DATASETS = sorted(config["run_datasets"] or config["datasets"])
 AUDIO = [d for d in DATASETS if config["datasets"][d]["modality"] == "audio"] or ["__none__"]
 IMAGES = [d for d in DATASETS if config["datasets"][d]["modality"] == "images"] or ["__none__"]
 ENV = "../../environment.yml"

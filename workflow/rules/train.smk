@@ -6,6 +6,7 @@ rule train:
         f"{RESULTS}/{{dataset}}/models/metrics.csv",
     params:
         train=stage_params("train"),
+        tiles=stage_params("tiles"),
         out=output_dir,
     log:
         f"{RESULTS}/logs/train/{{dataset}}.log",
@@ -17,7 +18,8 @@ rule train:
     conda:
         ENV
     shell:
-        "python -m quagga train --tiles {input} --params {params.train:q} --out {params.out} 2> {log}"
+        "python -m quagga train --tiles {input} --params {params.train:q} --tiles-params {params.tiles:q} "
+        "--out {params.out} 2> {log}"
 
 
 rule encode:

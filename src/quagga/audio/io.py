@@ -1,12 +1,15 @@
-"""Read a recording as one float32 channel at the dataset's sample rate.
+"""Read recordings block by block as one float32 channel at the dataset's sample rate.
 
-soundfile reads WAV/FLAC/OGG (and MP3 with libsndfile >= 1.1); librosa resamples (soxr). Problems
-that make a recording unusable raise AudioReadError with the reason, so callers can skip the file.
+soundfile (libsndfile) reads WAV (8/16/24/32-bit int, float), FLAC, OGG, MP3 and more, and can seek, so
+an hours-long recording is read one block at a time, never whole. librosa resamples (soxr). A problem
+that makes the whole file unusable raises AudioReadError; sample-level problems (NaN/Inf, clipping) are
+counted per sample so a caller can skip only the calls they touch.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import librosa
@@ -15,35 +18,129 @@ import soundfile as sf
 
 log = logging.getLogger(__name__)
 
+AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".w64", ".rf64", ".caf"})
+CLIP_LEVEL = 0.999  # |sample| at or above this (of full scale) counts as clipped
+
 
 class AudioReadError(ValueError):
-    """The file cannot be used as a recording (unreadable, empty, silent, non-finite)."""
+    """The file cannot be used as a recording (unreadable, empty, no such channel)."""
 
 
-def read_audio(path: str | Path, sample_rate: int, channel: str = "mix") -> np.ndarray:
-    """Return mono float32 samples of ``path`` at ``sample_rate``.
+@dataclass(frozen=True)
+class AudioInfo:
+    """What the file header says: enough to plan blocks without reading samples."""
+
+    path: Path
+    sample_rate: int
+    frames: int
+    channels: int
+    subtype: str
+    truncated: bool = False  # the header promises more data than the file holds (an interrupted copy)
+
+    @property
+    def duration_s(self) -> float:
+        return self.frames / self.sample_rate
+
+
+@dataclass(frozen=True)
+class AudioBlock:
+    """A stretch of one recording, mono at the dataset rate, with per-sample problem counts.
+
+    ``clipped`` and ``nonfinite`` are the sorted indices of such *native* samples (usually few), so the
+    fraction of any time span is two binary searches. Non-finite samples are zero in ``samples``.
+    """
+
+    start_s: float
+    samples: np.ndarray
+    sample_rate: int
+    native_rate: int
+    native_frames: int
+    clipped: np.ndarray
+    nonfinite: np.ndarray
+
+    @property
+    def duration_s(self) -> float:
+        return len(self.samples) / self.sample_rate
+
+    def fraction(self, flagged: np.ndarray, onset_s: float, offset_s: float) -> float:
+        """Fraction of the native samples in [onset_s, offset_s) (recording time) listed in ``flagged``."""
+        if not len(flagged):
+            return 0.0
+        i = min(max(round((onset_s - self.start_s) * self.native_rate), 0), self.native_frames)
+        j = min(max(round((offset_s - self.start_s) * self.native_rate), i), self.native_frames)
+        return float(np.searchsorted(flagged, j) - np.searchsorted(flagged, i)) / max(j - i, 1)
+
+    @property
+    def is_silent(self) -> bool:
+        return not np.any(self.samples)
+
+
+def audio_info(path: str | Path) -> AudioInfo:
+    """Header of ``path``; raises AudioReadError if it is unreadable or holds no samples."""
+    path = Path(path)
+    try:
+        info = sf.info(str(path), verbose=True)
+    except (sf.LibsndfileError, RuntimeError, OSError) as exc:
+        raise AudioReadError(f"cannot read audio: {exc}") from exc
+    if info.frames <= 0:
+        raise AudioReadError("recording has no samples (zero length)")
+    # libsndfile notes "data : 64000 (should be 31978)" when a file was cut short, and reads what is there
+    truncated = "(should be" in info.extra_info
+    if truncated:
+        log.warning("%s: truncated file: only %.3f s of audio are present", path, info.frames / info.samplerate)
+    return AudioInfo(path, int(info.samplerate), int(info.frames), int(info.channels), str(info.subtype), truncated)
+
+
+def read_block(
+    info: AudioInfo, start_s: float, stop_s: float, sample_rate: int, channel: str = "mix"
+) -> AudioBlock:
+    """Samples of ``info.path`` between ``start_s`` and ``stop_s`` (clamped to the file), mono, at ``sample_rate``.
 
     ``channel`` is "mix" (average of all channels) or a 0-based channel number as text.
     """
-    path = Path(path)
+    if channel != "mix" and int(channel) >= info.channels:
+        raise AudioReadError(f"channel {int(channel)} requested but the file has {info.channels} channel(s)")
+    first = int(np.clip(round(start_s * info.sample_rate), 0, info.frames))
+    last = int(np.clip(round(stop_s * info.sample_rate), first, info.frames))
     try:
-        data, sr = sf.read(path, dtype="float32", always_2d=True)
+        with sf.SoundFile(str(info.path)) as fh:
+            fh.seek(first)
+            data = fh.read(last - first, dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, OSError) as exc:
-        raise AudioReadError(f"cannot read audio: {exc}") from exc
-    if data.shape[0] == 0:
-        raise AudioReadError("recording has no samples")
-    if channel == "mix":
-        mono = data.mean(axis=1)
-    else:
-        idx = int(channel)
-        if idx >= data.shape[1]:
-            raise AudioReadError(f"channel {idx} requested but the file has {data.shape[1]} channel(s)")
-        mono = data[:, idx]
-    if not np.all(np.isfinite(mono)):
-        raise AudioReadError("recording contains NaN or Inf samples")
-    if not np.any(mono):
+        raise AudioReadError(f"cannot read audio at {start_s:.3f}-{stop_s:.3f} s (corrupt or truncated file?): "
+                             f"{exc}") from exc
+    bad = ~np.isfinite(data)
+    if bad.any():
+        data = np.where(bad, np.float32(0), data)
+    mono = data.mean(axis=1) if channel == "mix" else data[:, int(channel)]
+    clipped = np.flatnonzero((np.abs(data) >= CLIP_LEVEL).any(axis=1))
+    nonfinite = np.flatnonzero(bad.any(axis=1))
+    if info.sample_rate != sample_rate and len(mono):
+        mono = librosa.resample(mono, orig_sr=info.sample_rate, target_sr=sample_rate, res_type="soxr_hq")
+    return AudioBlock(
+        start_s=first / info.sample_rate,
+        samples=np.ascontiguousarray(mono, dtype=np.float32),
+        sample_rate=sample_rate,
+        native_rate=info.sample_rate,
+        native_frames=len(data),
+        clipped=clipped,
+        nonfinite=nonfinite,
+    )
+
+
+def read_audio(path: str | Path, sample_rate: int, channel: str = "mix") -> np.ndarray:
+    """The whole of a (short) recording, mono at ``sample_rate``; raises AudioReadError if it is unusable."""
+    info = audio_info(path)
+    block = read_block(info, 0.0, info.duration_s, sample_rate, channel)
+    if len(block.nonfinite):
+        raise AudioReadError(f"recording contains {len(block.nonfinite)} NaN or Inf samples")
+    if block.is_silent:
         raise AudioReadError("recording is silent (all samples are zero)")
-    if sr != sample_rate:
-        log.info("%s: resampling %d Hz -> %d Hz", path.name, sr, sample_rate)
-        mono = librosa.resample(mono, orig_sr=sr, target_sr=sample_rate, res_type="soxr_hq")
-    return np.ascontiguousarray(mono, dtype=np.float32)
+    return block.samples
+
+
+def find_recordings(folder: Path) -> list[Path]:
+    """Audio files under ``folder`` (recursively), sorted, by suffix."""
+    if folder.is_file():
+        return [folder]
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
