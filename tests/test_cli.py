@@ -40,3 +40,22 @@ def test_missing_annotation_table_and_bad_params(tmp_path: Path, caplog: pytest.
     assert rc == 2 and "annotations not found" in caplog.text
     rc = main(["tiles", "--modality", "audio", "--params", '{"recording": "."}', "--out", str(tmp_path / "t")])
     assert rc == 2 and "unknown key(s) ['recording']" in caplog.text
+
+
+def test_train_refuses_tiles_made_with_other_spectrogram_parameters(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import numpy as np
+
+    from quagga.params import AudioParams, to_dict
+    from quagga.tiles.store import TileItem, write_store
+
+    made = AudioParams()
+    write_store(tmp_path / "tiles", [TileItem("a", np.zeros((32, 32), np.float32))], to_dict(made.spectrogram),
+                "audio")
+    asked = json.dumps({"spectrogram": {"hop_length": 256}})  # the config changed after the tiles were made
+    rc = main(["train", "--tiles", str(tmp_path / "tiles"), "--params", "{}", "--tiles-params", asked,
+               "--out", str(tmp_path / "model")])
+    assert rc == 2 and "tiles were made with other parameters" in caplog.text
+    assert "'hop_length': (128, 256)" in caplog.text
+    assert not (tmp_path / "model").exists()
