@@ -5,7 +5,8 @@
 1. tiling: `iter_audio_tiles` + `write_store` for the dataset of the config (reading, spectrogram,
    one tile per syllable, the store on disk), in a fresh process so its peak RSS is its own;
 2. the floor: the same recordings' plain STFT (librosa.stft, same n_fft/hop) in another fresh process,
-   timed without and with reading the files; target: tiling <= 2x the STFT floor;
+   timed without and with reading the files; target: tiling <= 2x the STFT floor (1 and 2 are run
+   ``--repeats`` times, interleaved, and the medians reported);
 3. a long recording: the dataset's recordings concatenated into one ``--long-minutes`` file and tiled by
    energy segmentation, to show that memory stays bounded by the block, not the file (0 skips it).
 Prints a table and ends with one JSON line.
@@ -93,6 +94,10 @@ def _run(target, *args) -> dict:  # noqa: ANN001 - a process target
     return result
 
 
+def _median(results: list[dict], key: str) -> dict:
+    return sorted(results, key=lambda r: r[key])[len(results) // 2]
+
+
 def _write_long(section: dict, minutes: float, path: Path) -> float:
     """Concatenate the dataset's recordings (repeated) into one FLAC of ``minutes``, written in pieces."""
     import soundfile as sf
@@ -118,14 +123,18 @@ def main() -> None:
     ap.add_argument("--config", type=Path, default=ROOT / "config" / "koumura-bird0.yaml")
     ap.add_argument("--dataset", help="dataset name in the config (default: its first audio dataset)")
     ap.add_argument("--long-minutes", type=float, default=60.0)
+    ap.add_argument("--repeats", type=int, default=3, help="tiling and STFT runs (the median is reported)")
     args = ap.parse_args()
     name, section = _audio_params(args.config, args.dataset)
     if not (ROOT / section["recordings"]).exists():
         sys.exit(f"bench/audio_tiles.py: recordings of {name} not found at {section['recordings']} "
                  "(the shared data lives in ../shared/data)")
     with tempfile.TemporaryDirectory() as tmp:
-        tiling = _run(_tile_job, section, str(Path(tmp) / "tiles"), None)
-        floor = _run(_stft_job, section)
+        # interleaved repeats, median of each: a 2-core machine's timings wander by tens of percent
+        runs = [(_run(_tile_job, section, str(Path(tmp) / "tiles"), None), _run(_stft_job, section))
+                for _ in range(args.repeats)]
+        tiling = _median([r[0] for r in runs], "seconds")
+        floor = _median([r[1] for r in runs], "stft_s")
         long = None
         if args.long_minutes > 0:
             long_audio_s = _write_long(section, args.long_minutes, Path(tmp) / "long.flac")
