@@ -41,11 +41,14 @@ from crowsetta.formats.seq import AudSeq, NotMat
 from crowsetta.formats.seq.textgrid.classes import IntervalTier
 from crowsetta.formats.seq.textgrid.parse import parse as parse_textgrid
 
+from quagga.audio import io
+
 log = logging.getLogger(__name__)
 
 COLUMNS = ["file", "onset_s", "offset_s", "label", "row"]
 FORMATS = ("csv", "raven", "audacity", "notmat", "textgrid")
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aif", ".aiff", ".cbin")
+# what quagga reads, plus evsonganaly's .cbin (named by .not.mat files; reported unreadable downstream)
+AUDIO_SUFFIXES = (*io.AUDIO_SUFFIXES, ".cbin")
 
 _RAVEN_TIMES = ("Begin Time (s)", "End Time (s)")
 _RAVEN_FREQS = ("Low Freq (Hz)", "High Freq (Hz)")  # crowsetta's raven format needs them too

@@ -18,7 +18,8 @@ import soundfile as sf
 
 log = logging.getLogger(__name__)
 
-AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".w64", ".rf64", ".caf"})
+# in order of preference when a recording is matched by its stem
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".w64", ".rf64", ".caf")
 CLIP_LEVEL = 0.999  # |sample| at or above this (of full scale) counts as clipped
 
 
