@@ -53,6 +53,14 @@ def store_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def large_store_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Ten times the tiles: epochs long enough (about a second) to interrupt one."""
+    path = tmp_path_factory.mktemp("large") / "tiles"
+    write_store(path, synthetic_items(n=10 * N_TILES), TILE_PARAMS, "synthetic")
+    return path
+
+
+@pytest.fixture(scope="session")
 def other_store_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The same tiles made with other tile parameters."""
     path = tmp_path_factory.mktemp("other") / "tiles"

@@ -5,6 +5,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -90,3 +95,52 @@ def test_without_validation_split(store_dir: Path, small_params: TrainParams, tm
     assert info["monitor"] == "train_loss" and info["n_val"] == 0
     metrics = pd.read_csv(tmp_path / "metrics.csv")
     assert metrics["val_loss"].isna().all() and np.isfinite(metrics["train_loss"]).all()
+
+
+def _train_command(store: Path, params: TrainParams, out: Path) -> list[str]:
+    return [
+        sys.executable, "-m", "quagga", "train",
+        "--tiles", str(store), "--params", json.dumps(dataclasses.asdict(params)), "--out", str(out),
+    ]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_killed_mid_epoch_then_rerun_resumes(
+    large_store_dir: Path, small_params: TrainParams, tmp_path: Path
+) -> None:
+    """SIGKILL during an epoch; the rerun continues from last.ckpt and ends where an unbroken run ends."""
+    store = large_store_dir
+    params = dataclasses.replace(small_params, max_epochs=4, beta=2.0, denoise_noise_std=0.05)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+    start = time.monotonic()
+    subprocess.run(_train_command(store, params, tmp_path / "whole"), check=True, env=env, timeout=300)
+    epoch_s = (time.monotonic() - start) / params.max_epochs  # an upper bound: includes start-up
+
+    out = tmp_path / "killed"
+    proc = subprocess.Popen(_train_command(store, params, out), env=env, stderr=subprocess.DEVNULL)
+    last = out / "checkpoints" / "last.ckpt"
+    while not last.is_file() and proc.poll() is None:
+        time.sleep(0.02)
+    time.sleep(epoch_s / 4)  # into epoch 1
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL, "training finished before it could be killed"
+    assert not (out / "vae.ckpt").exists()
+    killed_at = torch.load(last, weights_only=True)["epoch"]
+    assert killed_at < params.max_epochs - 1
+
+    subprocess.run(_train_command(store, params, out), check=True, env=env, timeout=300)
+    info = json.loads((out / "params.json").read_text())
+    assert info["resumed_from"] == str(last) and info["epochs"] == params.max_epochs
+    assert pd.read_csv(out / "metrics.csv")["epoch"].tolist() == list(range(params.max_epochs))
+    rerun_log = pd.read_csv(sorted((out / "logs").glob("version_*/metrics.csv"))[-1])
+    assert rerun_log["epoch"].min() == killed_at + 1  # continued, did not start over
+
+    whole = torch.load(tmp_path / "whole" / "vae.ckpt", weights_only=True)["state_dict"]
+    resumed = torch.load(out / "vae.ckpt", weights_only=True)["state_dict"]
+    for name, value in whole.items():
+        torch.testing.assert_close(resumed[name], value, rtol=1e-4, atol=1e-5, msg=name)
+    np.testing.assert_allclose(
+        pd.read_csv(out / "metrics.csv")["val_loss"], pd.read_csv(tmp_path / "whole" / "metrics.csv")["val_loss"],
+        rtol=1e-4,
+    )

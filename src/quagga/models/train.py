@@ -24,7 +24,7 @@ import lightning as L
 import numpy as np
 import pandas as pd
 import torch
-from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 
 from quagga import __version__
@@ -62,6 +62,23 @@ _QUIET = (
     r".*Total length of .* across ranks is zero.*",  # no validation split: intended
     r".*isinstance\(treespec, LeafSpec\)` is deprecated.*",
 )
+
+
+class StepSeed(Callback):
+    """Reseed torch from ``(seed, global step, rank)`` before every training batch.
+
+    The VAE's sampling noise, denoising corruption and augmentation then depend only on the step, so a
+    run resumed from ``last.ckpt`` continues exactly as an uninterrupted one. (Seeding per epoch is not
+    enough: after a restore, Lightning creates the dataloader iterator, which draws from the global
+    generator, at another moment than in a fresh epoch.)
+    """
+
+    def __init__(self, seed: int):
+        self.seed = seed
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, idx: int) -> None:
+        entropy = [self.seed, trainer.global_step, trainer.global_rank]
+        torch.manual_seed(int(np.random.SeedSequence(entropy).generate_state(1)[0]))
 
 
 def train_model(store_dir: Path, params: TrainParams, out_dir: Path) -> Path:
@@ -103,7 +120,11 @@ def train_model(store_dir: Path, params: TrainParams, out_dir: Path) -> Path:
         max_epochs=params.max_epochs,
         max_time=None if params.max_time_s is None else datetime.timedelta(seconds=params.max_time_s),
         gradient_clip_val=params.gradient_clip_val,
-        callbacks=[checkpoint, EarlyStopping(monitor, patience=params.early_stopping_patience, mode="min")],
+        callbacks=[
+            checkpoint,
+            EarlyStopping(monitor, patience=params.early_stopping_patience, mode="min"),
+            StepSeed(params.seed),
+        ],
         logger=CSVLogger(out_dir, name="logs"),
         deterministic=True if _on_cpu(params.accelerator) else "warn",
         enable_progress_bar=sys.stderr.isatty(),
