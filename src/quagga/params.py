@@ -148,7 +148,7 @@ class TrainParams:
     gradient_clip_val: float = 1.0
     accelerator: str = "auto"
     devices: int = 1
-    precision: str = "32-true"
+    precision: str = "auto"  # auto: bf16-mixed where the hardware runs bf16 natively, else 32-true
     num_workers: int = 0
     seed: int = 0
 

@@ -9,7 +9,7 @@ from quagga.models.networks import Decoder, Encoder, bottleneck_size, stage_chan
 
 
 @pytest.mark.parametrize("tile_size", [32, 64, 128])
-@pytest.mark.parametrize("latent_dim", [2, 16, 128])
+@pytest.mark.parametrize("latent_dim", [2, 4, 8, 16, 32, 64, 128])
 def test_shapes(tile_size: int, latent_dim: int) -> None:
     depth = 4
     enc = Encoder(tile_size, latent_dim, base_channels=4, depth=depth, variational=True)

@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from quagga.models.encode import encode_store
-from quagga.models.train import train_model
+from quagga.models.train import resolve_precision, train_model
 from quagga.params import TrainParams
 from quagga.tiles.store import TileStore
 
@@ -144,3 +144,20 @@ def test_killed_mid_epoch_then_rerun_resumes(
         pd.read_csv(out / "metrics.csv")["val_loss"], pd.read_csv(tmp_path / "whole" / "metrics.csv")["val_loss"],
         rtol=1e-4,
     )
+
+
+def test_precision_auto_follows_the_hardware(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert resolve_precision("32-true", "cpu") == "32-true"
+    assert resolve_precision("bf16-mixed", "gpu") == "bf16-mixed"
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True)
+    assert resolve_precision("auto", "cpu") == "bf16-mixed"
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
+    assert resolve_precision("auto", "cpu") == "32-true"
+
+
+def test_bf16_training_is_recorded(store_dir: Path, small_params: TrainParams, tmp_path: Path) -> None:
+    """bf16-mixed runs on any CPU (emulated where not native) and the precision used is recorded."""
+    train_model(store_dir, dataclasses.replace(small_params, precision="bf16-mixed", max_epochs=1), tmp_path)
+    info = json.loads((tmp_path / "params.json").read_text())
+    assert info["precision"] == "bf16-mixed" and info["train"]["precision"] == "bf16-mixed"
+    assert np.isfinite(pd.read_csv(tmp_path / "metrics.csv")[["train_loss", "val_loss"]].to_numpy()).all()
