@@ -37,7 +37,7 @@ from quagga.models.losses import autoencoder_terms
 from quagga.models.train import resolve_precision
 from quagga.models.vae import TileAutoencoder
 from quagga.params import TrainParams
-from quagga.tiles.dataset import split_indices
+from quagga.tiles.dataset import TileDataModule, split_indices
 from quagga.tiles.store import TileStore
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -159,6 +159,18 @@ def train_for(
             samples += len(batch)
 
 
+def loader_rate(store_dir: Path, batch_size: int, seconds: float = 5.0) -> float:
+    """Tiles/s the training DataLoader delivers from the memory-mapped store (0 workers, as by default)."""
+    loader = TileDataModule(store_dir, batch_size, 0.1, 0, num_workers=0).train_dataloader()
+    loader.sampler.set_epoch(1)  # type: ignore[union-attr]
+    n, start = 0, time.perf_counter()
+    for batch in loader:
+        n += len(batch)
+        if time.perf_counter() - start > seconds:
+            break
+    return n / (time.perf_counter() - start)
+
+
 @torch.no_grad()
 def val_mse(reconstruct: Callable[[Tensor], Tensor], tiles: Tensor) -> float:
     """Mean squared error per pixel of the deterministic reconstruction (posterior mean)."""
@@ -192,6 +204,7 @@ def main() -> None:
         sys.exit(f"this bench runs fp32 or bf16-mixed on the CPU, not {precision}")
 
     limits = {"fp32": matmul_flops(torch.float32), "bf16": matmul_flops(torch.bfloat16)}
+    loading = loader_rate(args.store, recipe.batch_size)
     runs = {}
     for name in ("reference", "reference_cl", "ours"):
         torch.manual_seed(args.seed)
@@ -246,6 +259,7 @@ def main() -> None:
     best_ref = max(("reference", "reference_cl"), key=lambda name: runs[name]["samples_per_s"])
     ratio = runs["ours"]["samples_per_s"] / runs[best_ref]["samples_per_s"]
     print(f"\nmatmul limit: fp32 {limits['fp32'] / 1e9:.0f} GFLOP/s, bf16 {limits['bf16'] / 1e9:.0f} GFLOP/s")
+    print(f"tile loading from the memory-mapped store (DataLoader, 0 workers): {loading:,.0f} tiles/s")
     print(f"ours / reference ({names[best_ref]}) samples/s: {ratio:.2f}x (target >= 4x)")
     print(
         f"validation MSE: ours {runs['ours']['val_mse']:.5f} vs reference {runs[best_ref]['val_mse']:.5f} "
@@ -263,6 +277,7 @@ def main() -> None:
         "reference_val_mse": runs[best_ref]["val_mse"],
         "ours_fraction_of_limit": runs["ours"]["fraction_of_limit"],
         "matmul_gflop_per_s": {k: round(v / 1e9, 1) for k, v in limits.items()},
+        "loader_tiles_per_s": round(loading),
         "budget_s": args.budget_s,
         "threads": args.threads,
         "n_train": len(train),

@@ -15,6 +15,7 @@ from quagga.models.train import train_model
 from quagga.models.vae import TileAutoencoder
 from quagga.params import TrainParams
 from quagga.tables import read_table_params
+from quagga.tiles.dataset import split_indices
 from quagga.tiles.store import StoreError, TileStore
 
 TILE_SIZE = 32  # the shared synthetic store (conftest.py): 64 tiles of 32 x 32
@@ -64,7 +65,7 @@ def test_refuses_a_foreign_checkpoint(store_dir: Path, tmp_path: Path) -> None:
         encode_store(store_dir, tmp_path / "other.ckpt", tmp_path / "latents.parquet")
 
 
-def test_examples(store_dir: Path, checkpoint: Path, tmp_path: Path) -> None:
+def test_examples(store_dir: Path, checkpoint: Path, small_params: TrainParams, tmp_path: Path) -> None:
     encode_store(store_dir, checkpoint, tmp_path / "a.parquet", tmp_path / "ex.npz", n_examples=6, seed=1)
     ex = np.load(tmp_path / "ex.npz")  # no allow_pickle: every array is plain
     s = TILE_SIZE
@@ -75,9 +76,13 @@ def test_examples(store_dir: Path, checkpoint: Path, tmp_path: Path) -> None:
         "prior_samples": (6, s, s),
         "interpolation": (8, s, s),
         "interpolation_ends": (2,),
+        "held_out": (),
     }
     assert ex["input"].dtype == np.float32 and ex["item_id"].dtype.kind == "U"
     store = TileStore(store_dir)
+    # Drawn from the validation tiles of the checkpoint's run: reconstructions of unseen tiles.
+    val_rows = split_indices(len(store), small_params.val_fraction, small_params.seed)[1]
+    assert ex["held_out"] and set(ex["item_id"]) <= set(store.index["item_id"].to_numpy()[val_rows])
     rows = store.index.reset_index().set_index("item_id").loc[ex["item_id"], "index"].to_numpy()
     np.testing.assert_array_equal(ex["input"], store.tiles[rows, 0].astype(np.float32))
     assert ex["interpolation_ends"].tolist() == ex["item_id"][:2].tolist()
@@ -103,6 +108,6 @@ def test_autoencoder_prior_samples_follow_the_latents(store_dir: Path, tmp_path:
     write_examples(model, store, far, tmp_path / "ex.npz", n_examples=4, seed=0)
     with torch.no_grad():
         expected = model.decode(torch.full((1, 3), 50.0))[0, 0].numpy()
-    np.testing.assert_allclose(
-        np.load(tmp_path / "ex.npz")["prior_samples"], np.broadcast_to(expected, (4, 32, 32)), atol=1e-5
-    )
+    ex = np.load(tmp_path / "ex.npz")
+    np.testing.assert_allclose(ex["prior_samples"], np.broadcast_to(expected, (4, 32, 32)), atol=1e-5)
+    assert not ex["held_out"]  # no split given: drawn from every tile

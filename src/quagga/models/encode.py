@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader
 
 from quagga.models.vae import TileAutoencoder
 from quagga.tables import write_table
-from quagga.tiles.dataset import TileDataset
+from quagga.tiles.dataset import TileDataset, split_indices
 from quagga.tiles.store import StoreError, TileStore
 
 log = logging.getLogger(__name__)
@@ -85,7 +85,16 @@ def encode_store(
     write_table(table, out_path, meta)
     log.info("encoded %d tiles to %d-D latents -> %s", n, d, out_path)
     if examples_path is not None:
-        write_examples(model, store, latents, Path(examples_path), n_examples, seed)
+        write_examples(model, store, latents, Path(examples_path), n_examples, seed, held_out_rows(hparams, n))
+
+
+def held_out_rows(hparams: dict, n_items: int) -> np.ndarray | None:
+    """Rows of the validation split the model was trained with; None if unknown, empty or another store."""
+    split = hparams.get("val_split")
+    if not split or split["n_items"] != n_items or split["val_fraction"] <= 0:
+        return None
+    val = split_indices(n_items, split["val_fraction"], split["seed"])[1]
+    return val if len(val) else None
 
 
 def write_examples(
@@ -95,16 +104,20 @@ def write_examples(
     path: Path,
     n_examples: int = 16,
     seed: int = 0,
+    candidates: np.ndarray | None = None,
 ) -> None:
     """Examples for the report, as an .npz written atomically.
 
     Arrays: ``item_id`` [n] (str), ``input``/``recon``/``prior_samples`` [n, S, S], ``interpolation``
-    [8, S, S] between the first two examples (``interpolation_ends``). The plain autoencoder has no
-    prior, so its samples come from a diagonal Gaussian fitted to ``latents`` instead of N(0, I).
+    [8, S, S] between the first two examples (``interpolation_ends``), ``held_out`` (scalar bool: the
+    examples were drawn from ``candidates``, the validation rows, rather than from every tile). The
+    plain autoencoder has no prior, so its samples come from a diagonal Gaussian fitted to ``latents``
+    instead of N(0, I).
     """
     rng = np.random.default_rng(seed)
-    n = min(n_examples, len(store))
-    idx = np.sort(rng.choice(len(store), size=n, replace=False))
+    pool = np.arange(len(store)) if candidates is None else np.asarray(candidates)
+    n = min(n_examples, len(pool))
+    idx = np.sort(rng.choice(pool, size=n, replace=False))
     device = next(model.parameters()).device
     ends = idx[[0, min(1, n - 1)]]
     z = torch.from_numpy(rng.standard_normal((n, latents.shape[1]), dtype=np.float32))
@@ -121,6 +134,7 @@ def write_examples(
             "prior_samples": model.decode(z.to(device))[:, 0],
             "interpolation": model.decode(((1 - t) * a + t * b).to(device))[:, 0],
             "interpolation_ends": store.index["item_id"].to_numpy()[ends].astype(str),
+            "held_out": np.array(candidates is not None),
         }
     arrays = {k: v.float().cpu().numpy() if isinstance(v, torch.Tensor) else v for k, v in arrays.items()}
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -102,6 +102,7 @@ def train_model(store_dir: Path, params: TrainParams, out_dir: Path) -> Path:
         denoise_mask_fraction=params.denoise_mask_fraction,
         augment=params.augment,
         tile_params=store.tile_params,
+        val_split={"n_items": len(store), "val_fraction": params.val_fraction, "seed": params.seed},
     )
     resume = _resumable_checkpoint(out_dir, _run_key(params, store))
     precision = resolve_precision(params.precision, params.accelerator)

@@ -28,7 +28,9 @@ class TileAutoencoder(L.LightningModule):
     """Convolutional (variational) autoencoder of ``[B, 1, S, S]`` tiles in [0, 1].
 
     ``tile_params`` are the parameters that made the training tiles; they ride along in the checkpoint
-    so that encoding refuses tiles made differently.
+    so that encoding refuses tiles made differently. ``val_split`` (``n_items``, ``val_fraction``,
+    ``seed``) records the seeded train/validation split, so that the report can show reconstructions
+    of tiles the model never trained on.
     """
 
     def __init__(
@@ -46,6 +48,7 @@ class TileAutoencoder(L.LightningModule):
         denoise_mask_fraction: float = 0.0,
         augment: str = "none",
         tile_params: dict[str, Any] | None = None,
+        val_split: dict[str, Any] | None = None,
     ):
         super().__init__()
         if model not in MODELS:

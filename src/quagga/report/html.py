@@ -343,6 +343,7 @@ def _examples(examples_path: Path | None, params: ReportParams, origin: str, cma
             "<h3>Inputs and reconstructions</h3>",
             _p(
                 "Rows alternate: inputs, then their reconstructions (posterior mean)."
+                + (" The inputs are held-out validation tiles, never trained on." if ex.get("held_out") else "")
                 + (f" Items: {ids}." if ids else ""),
                 "note",
             ),
