@@ -66,7 +66,7 @@ def test_missing_section_and_bad_file(tmp_path: Path) -> None:
 SECTIONS = {
     "audio": P.AudioParams, "spectrogram": P.SpectrogramParams, "images": P.ImageParams,
     "normalize": P.NormalizeParams, "train": P.TrainParams, "embed": P.EmbedParams,
-    "cluster": P.ClusterParams, "report": P.ReportParams,
+    "cluster": P.ClusterParams, "evaluate": P.EvaluateParams, "report": P.ReportParams,
 }
 
 

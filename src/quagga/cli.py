@@ -22,6 +22,7 @@ from quagga.params import (
     AudioParams,
     ClusterParams,
     EmbedParams,
+    EvaluateParams,
     ImageParams,
     ParamsError,
     ReportParams,
@@ -124,29 +125,14 @@ def cmd_cluster(args: argparse.Namespace) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    import pandas as pd
-
-    from quagga.evaluate.agreement import best_cluster_per_label, contingency_table, label_agreement
+    from quagga.evaluate import evaluate_dataset
     from quagga.tables import write_json
-    from quagga.tiles.store import TileStore
 
-    store = TileStore(args.tiles)
-    table = store.index[["item_id", "label"]].merge(pd.read_parquet(args.clusters), on="item_id", how="inner")
-    metrics: dict[str, Any] = label_agreement(table["label"], table["cluster"])
-    labelled = table[table["label"].notna()]
-    cont = contingency_table(labelled["label"], labelled["cluster"])
-    metrics["contingency"] = {
-        "labels": [str(v) for v in cont.index],
-        "clusters": [int(v) for v in cont.columns],
-        "counts": cont.to_numpy().tolist(),
-    }
-    metrics["best_cluster_per_label"] = best_cluster_per_label(
-        labelled["label"], labelled["cluster"]
-    ).to_dict(orient="records")
-    metrics["n_skipped"] = len(store.skipped)
+    latents = Path(args.latents) if args.latents else None
+    metrics = evaluate_dataset(Path(args.tiles), Path(args.clusters), latents, _params(EvaluateParams, args.params))
     write_json(metrics, args.out)
-    log.info("V-measure %.3f, ARI %.3f, %d clusters, noise %.1f %%", metrics["v_measure"], metrics["ari"],
-             metrics["n_clusters"], 100 * metrics["noise_fraction"])
+    log.info("V-measure %.3f, ARI %.3f, %d clusters, noise %.1f %%, %d likely mislabelled", metrics["v_measure"],
+             metrics["ari"], metrics["n_clusters"], 100 * metrics["noise_fraction"], metrics["n_likely_mislabelled"])
 
 
 def cmd_report(args: argparse.Namespace) -> None:
@@ -225,6 +211,8 @@ def _parser() -> argparse.ArgumentParser:
     p = add("evaluate", cmd_evaluate, "compare clusters with the human labels")
     p.add_argument("--tiles", required=True)
     p.add_argument("--clusters", required=True)
+    p.add_argument("--latents", help="latents parquet: adds the few-label classifier curve")
+    p.add_argument("--params", default="{}", help="JSON: the dataset's evaluate section")
     p.add_argument("--out", required=True, help="metrics.json")
 
     p = add("report", cmd_report, "write the dataset's HTML report")

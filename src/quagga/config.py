@@ -15,7 +15,7 @@ import jsonschema
 import yaml
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
-SEEDED_STAGES = ("train", "embed", "cluster")
+SEEDED_STAGES = ("train", "embed", "cluster", "evaluate")
 
 
 class ConfigError(ValueError):

@@ -182,6 +182,18 @@ class ClusterParams:
 
 
 @dataclass(frozen=True)
+class EvaluateParams:
+    """Label agreement extras: intervals, items to re-check, the few-label classifier curve."""
+
+    bootstrap: int = 200  # resamples for the metric intervals (0: none)
+    mislabelled_min_probability: float = 0.9
+    mislabelled_min_purity: float = 0.8
+    few_label_repeats: int = 3  # labelled draws per fraction (0: no curve)
+    few_label_max_items: int = 20000  # larger data sets are sampled for the curve
+    seed: int = 0
+
+
+@dataclass(frozen=True)
 class ReportParams:
     """What the report shows."""
 

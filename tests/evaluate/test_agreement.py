@@ -5,10 +5,17 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 
-from quagga.evaluate.agreement import best_cluster_per_label, contingency_table, label_agreement
+from quagga.evaluate.agreement import (
+    best_cluster_per_label,
+    bootstrap_intervals,
+    contingency_table,
+    label_agreement,
+    likely_mislabelled,
+)
 
 SCORES = ("homogeneity", "completeness", "v_measure", "ari", "ami")
 
@@ -86,3 +93,44 @@ def test_best_cluster_per_label() -> None:
 def test_length_mismatch_is_an_error() -> None:
     with pytest.raises(ValueError, match="differ in length"):
         label_agreement(pd.Series(["a"]), pd.Series([0, 1]))
+
+
+def test_bootstrap_intervals_bracket_the_score_and_shrink_with_more_items() -> None:
+    rng = np.random.default_rng(0)
+
+    def noisy(n: int) -> tuple[pd.Series, pd.Series]:
+        labels = rng.integers(0, 3, n)
+        clusters = np.where(rng.random(n) < 0.8, labels, rng.integers(0, 3, n))  # 80 % faithful
+        return pd.Series(labels.astype(str)), pd.Series(clusters)
+
+    small, large = noisy(100), noisy(3000)
+    width = {}
+    for name, (labels, clusters) in {"small": small, "large": large}.items():
+        intervals = bootstrap_intervals(labels, clusters, n_boot=100, seed=1)
+        assert set(intervals) == set(SCORES)
+        point = label_agreement(labels, clusters)
+        for score in SCORES:
+            lo, hi = intervals[score]
+            assert lo <= hi
+            assert lo - 0.02 <= point[score] <= hi + 0.02  # the bootstrap is biased a little, not more
+        width[name] = intervals["v_measure"][1] - intervals["v_measure"][0]
+    assert width["large"] < width["small"] / 3  # about 1/sqrt(n): sqrt(30) = 5.5
+    assert bootstrap_intervals(pd.Series(["a", None]), pd.Series([0, 0])) == {}
+    assert bootstrap_intervals(*small, n_boot=50, seed=3) == bootstrap_intervals(*small, n_boot=50, seed=3)
+
+
+def test_likely_mislabelled_are_confident_members_of_a_cluster_of_another_label() -> None:
+    items = pd.DataFrame({
+        "item_id": [f"i{k}" for k in range(12)],
+        "label": ["a"] * 9 + ["b", "b", None],
+        "cluster": [0] * 5 + [1] * 3 + [-1] + [0, 0, 0],
+        "probability": [1.0] * 5 + [1.0, 1.0, 1.0] + [0.0] + [0.95, 0.5, 1.0],
+    })
+    # cluster 0: a x5, b x2 (+1 unlabelled) -> dominant a, purity 5/7 = 0.71; cluster 1: a x3
+    assert likely_mislabelled(items).empty  # 0.71 is below the default purity bar
+    flagged = likely_mislabelled(items, min_purity=0.7)
+    assert flagged["item_id"].tolist() == ["i9"]  # i10 is a weak member, i11 has no label, i8 is noise
+    row = flagged.iloc[0]
+    assert (row["label"], row["cluster"], row["cluster_label"]) == ("b", 0, "a")
+    assert row["cluster_purity"] == pytest.approx(5 / 7) and row["probability"] == 0.95
+    assert likely_mislabelled(items.assign(label=None)).empty

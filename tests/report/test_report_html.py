@@ -38,6 +38,18 @@ METRICS = {
         "clusters": [-1, 0, 1, 2],
         "counts": [[2, 16, 0, 0], [2, 0, 16, 0], [2, 0, 0, 16]],
     },
+    "intervals": {"v_measure": [0.7012, 0.8534]},
+    "evaluate_params": {"bootstrap": 200, "mislabelled_min_probability": 0.9, "mislabelled_min_purity": 0.8},
+    "n_likely_mislabelled": 1,
+    "likely_mislabelled": [
+        {"item_id": "item001", "label": "chirp", "cluster": 1, "cluster_label": HOSTILE_LABEL,
+         "cluster_purity": 0.875, "probability": 0.96},
+    ],
+    "few_label_curve": [
+        {"features": f, "classifier": c, "fraction": fr, "n_train": 3, "accuracy": 0.8,
+         "accuracy_sd": 0.1, "balanced_accuracy": 0.7 + 0.1 * fr, "balanced_accuracy_sd": 0.05}
+        for f in ("latents", "pixels_pca") for c in ("logistic", "knn") for fr in (0.05, 0.5)
+    ],
 }
 
 
@@ -149,13 +161,16 @@ def test_page_is_complete_and_self_contained(report: tuple[Path, str]) -> None:
     assert "http://" not in markup and "https://" not in markup and "<link" not in markup
     refs = re.findall(r'\b(?:src|href)="([^"]*)"', markup)
     srcs = re.findall(r'\bsrc="([^"]*)"', markup)
-    assert all(r.startswith(("data:image/png;base64,", "#")) for r in refs)
-    assert all(s.startswith("data:image/png;base64,") for s in srcs)
-    # static scatter, heatmap, 3 cluster rows, 3 example strips, 5 anomaly tiles, training curves
-    assert len(srcs) == 1 + 1 + 3 + 3 + 5 + 1
-    # the map's data: a thumbnail per point and a sound clip per point whose recording exists
+    embedded = ("data:image/png;base64,", "data:audio/ogg;base64,")
+    assert all(r.startswith((*embedded, "#")) for r in refs)
+    assert all(s.startswith(embedded) for s in srcs)
+    # static scatter, heatmap, mislabelled tile + clip, few-label curve, 3 cluster rows, 3 example strips,
+    # 5 anomaly tiles, training curves
+    assert len(srcs) == 1 + 1 + 2 + 1 + 3 + 3 + 5 + 1
+    # the map's data: a thumbnail per point and a sound clip per point whose recording exists (item 7's
+    # is missing), and the mislabelled item's clip
     assert page.count("data:image/jpeg;base64,") == N
-    assert page.count("data:audio/ogg;base64,") == N - 1  # item 7's recording is missing
+    assert page.count("data:audio/ogg;base64,") == N - 1 + 1
 
 
 def test_hostile_strings_are_escaped(report: tuple[Path, str]) -> None:
@@ -189,6 +204,20 @@ def test_summary_metrics_and_skipped_tables(report: tuple[Path, str]) -> None:
     assert skipped.count("<tr>") == 3  # header + the two skipped inputs
     assert "<td>broken.wav</td><td>row 100</td><td>call shorter than one frame</td>" in skipped
     assert "<td>row 99</td><td>cannot read audio</td>" in skipped
+
+
+def test_intervals_mislabelled_and_few_label_sections(report: tuple[Path, str]) -> None:
+    _, page = report
+    metrics = _section(page, "metrics")
+    assert "<td>v_measure</td><td class=num>0.7775</td><td>0.701 to 0.853</td>" in metrics
+    assert "200 resamples" in metrics
+    flagged = _section(page, "mislabelled")
+    assert re.findall(r"<td>(item\d{3})</td>", flagged) == ["item001"]
+    assert flagged.count('<audio controls preload="none" src="data:audio/ogg;base64,') == 1
+    assert "<td>chirp</td>" in flagged and "<td>&lt;script&gt;alert(1)&lt;/script&gt;</td>" in flagged
+    assert "1 items sit firmly (HDBSCAN membership &gt;= 0.9)" in flagged
+    few = _section(page, "few_labels")
+    assert few.count("<img ") == 1 and "5 %: 0.70, 50 %: 0.75" in few
 
 
 def test_gallery_and_anomalies_follow_the_tables(report: tuple[Path, str]) -> None:

@@ -2,8 +2,11 @@ rule evaluate:
     input:
         tiles=f"{RESULTS}/{{dataset}}/tiles",
         clusters=f"{RESULTS}/{{dataset}}/clusters.parquet",
+        latents=f"{RESULTS}/{{dataset}}/latents.parquet",
     output:
         f"{RESULTS}/{{dataset}}/metrics.json",
+    params:
+        evaluate=stage_params("evaluate"),
     log:
         f"{RESULTS}/logs/evaluate/{{dataset}}.log",
     benchmark:
@@ -11,7 +14,8 @@ rule evaluate:
     conda:
         ENV
     shell:
-        "python -m quagga evaluate --tiles {input.tiles} --clusters {input.clusters} --out {output} 2> {log}"
+        "python -m quagga evaluate --tiles {input.tiles} --clusters {input.clusters} --latents {input.latents}"
+        " --params {params.evaluate:q} --out {output} 2> {log}"
 
 
 rule report:

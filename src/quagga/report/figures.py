@@ -173,3 +173,33 @@ def training_curves(epochs: pd.DataFrame) -> bytes:
         ax.legend(fontsize=7, frameon=False)
     axes[0].set_ylabel("loss")
     return _png(fig)
+
+
+def few_label_curve(curve: pd.DataFrame) -> bytes:
+    """Balanced accuracy on the unlabelled rest against the share of items labelled (log scale).
+
+    One line per feature set and classifier, with the spread over the labelled draws as error bars:
+    the gap between the latent and pixel lines is what the autoencoder adds.
+    """
+    fig = Figure(figsize=(6.5, 4.0), layout="constrained")
+    ax = fig.subplots()
+    styles = {"latents": "-", "pixels_pca": ":"}
+    for (features, classifier), part in curve.groupby(["features", "classifier"], sort=False):
+        ax.errorbar(
+            100 * part["fraction"],
+            part["balanced_accuracy"],
+            yerr=part["balanced_accuracy_sd"].fillna(0),
+            linestyle=styles.get(str(features), "--"),
+            marker="o",
+            markersize=3,
+            capsize=2,
+            label=_plain(f"{features}, {classifier}"),
+        )
+    ax.set_xscale("log")
+    ax.set_xticks([1, 2, 5, 10, 20, 50], labels=["1", "2", "5", "10", "20", "50"])
+    ax.set_xlabel("items labelled (%)")
+    ax.set_ylabel("balanced accuracy on the rest")
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, frameon=False, loc="lower right")
+    return _png(fig)

@@ -39,6 +39,8 @@ SECTIONS: tuple[tuple[str, str], ...] = (
     ("metrics", "Label agreement"),
     ("embedding", "Embedding"),
     ("contingency", "Labels by cluster"),
+    ("mislabelled", "Likely mislabelled items"),
+    ("few_labels", "Few-label classifier"),
     ("gallery", "Cluster gallery"),
     ("examples", "Reconstructions and samples"),
     ("anomalies", "Most anomalous items"),
@@ -233,10 +235,27 @@ def _metrics(metrics: Mapping[str, Any]) -> Markup:
     if not keys:
         return _p("No label agreement metrics were computed (no human labels?).", "note")
     note = "same, noise items left out"
+    intervals = metrics.get("intervals") or {}
+
+    def interval(key: str) -> str:
+        return f"{intervals[key][0]:.3f} to {intervals[key][1]:.3f}" if key in intervals else ""
+
     rows = [
-        (k, _metric_value(metrics[k]), known.get(k, note if k.startswith("nonnoise_") else "")) for k in keys
+        (k, _metric_value(metrics[k]), interval(k), known.get(k, note if k.startswith("nonnoise_") else ""))
+        for k in keys
     ]
-    return _table(["metric", "value", "meaning"], rows, numeric=["value"])
+    table = _table(["metric", "value", "95 % interval", "meaning"], rows, numeric=["value"])
+    if not intervals:
+        return table
+    n_boot = (metrics.get("evaluate_params") or {}).get("bootstrap", "")
+    return Markup(
+        table
+        + _p(
+            f"Intervals: percentile bootstrap over the items ({n_boot} resamples), noise counted as a "
+            "cluster. Two runs whose intervals overlap are not shown to differ.",
+            "note",
+        )
+    )
 
 
 def _embedding(
@@ -402,6 +421,72 @@ def _anomalies(store: TileStore, items: pd.DataFrame, params: ReportParams, orig
     )
 
 
+def _mislabelled(
+    store: TileStore,
+    items: pd.DataFrame,
+    metrics: Mapping[str, Any],
+    params: ReportParams,
+    origin: str,
+    cmap: str,
+    audio_root: Path | None,
+) -> Markup:
+    if "likely_mislabelled" not in metrics:
+        return _p("This run's evaluation did not look for mislabelled items.", "note")
+    flagged = pd.DataFrame(metrics["likely_mislabelled"], columns=["item_id", "cluster_label", "cluster_purity"])
+    top = flagged.merge(items, on="item_id").head(params.n_examples)
+    evaluate = metrics.get("evaluate_params") or {}
+    intro = _p(
+        f"{metrics.get('n_likely_mislabelled', len(flagged))} items sit firmly (HDBSCAN membership >= "
+        f"{evaluate.get('mislabelled_min_probability', '?')}) in a cluster where another label holds >= "
+        f"{evaluate.get('mislabelled_min_purity', '?')} of the labelled items. Each is a labelling slip or a "
+        "real variant worth a second look"
+        + (f"; the first {len(top)} are shown." if len(top) < len(flagged) else "."),
+        "note",
+    )
+    if top.empty:
+        return intro
+    clips = [""] * len(top)
+    if audio_root is not None and {"onset_s", "offset_s"} <= set(store.index.columns):
+        times = store.index.iloc[top["tile_row"].to_numpy()][["source", "onset_s", "offset_s"]]
+        clips, _ = interactive.audio_clips(times.reset_index(drop=True), Path(audio_root))
+    tiles = _tiles(store, top["tile_row"])
+    rows = [
+        (
+            _img(figures.tile_grid([tile[None]], origin, cmap, GALLERY_PX), f"item {r.item_id}", True),
+            Markup(f'<audio controls preload="none" src="{clip}"></audio>') if clip else "",
+            r.item_id,
+            r.label,
+            r.cluster,
+            r.cluster_label,
+            f"{r.cluster_purity:.2f}",
+            f"{r.probability:.2f}",
+        )
+        for tile, clip, r in zip(tiles, clips, top.itertuples(), strict=True)
+    ]
+    columns = ["tile", "sound", "item_id", "label", "cluster", "cluster's label", "its share", "membership"]
+    if not any(clips):
+        columns.remove("sound")
+        rows = [row[:1] + row[2:] for row in rows]
+    return Markup(intro + _table(columns, rows, numeric=["its share", "membership"]))
+
+
+def _few_labels(metrics: Mapping[str, Any]) -> Markup:
+    curve = pd.DataFrame(metrics.get("few_label_curve") or [])
+    if curve.empty:
+        return _p("No few-label classifier curve was computed for this run.", "note")
+    best = curve[curve["features"] == "latents"].groupby("fraction")["balanced_accuracy"].max()
+    summary = ", ".join(f"{100 * f:g} %: {a:.2f}" for f, a in best.items())
+    return Markup(
+        _p(
+            "A classifier trained on a few labelled items predicts the labels of the rest: logistic "
+            "regression and kNN on the latents, and the same on the raw pixels reduced by PCA to as many "
+            f"dimensions. Best balanced accuracy on the latents by share labelled: {summary}.",
+            "note",
+        )
+        + _img(figures.few_label_curve(curve), "balanced accuracy against the share of items labelled")
+    )
+
+
 def _training(curve_path: Path | None) -> Markup:
     if curve_path is None or not Path(curve_path).is_file():
         return _p("No training log was found for this run.", "note")
@@ -478,6 +563,8 @@ def build_report(
         "metrics": _metrics(metrics),
         "embedding": embedding,
         "contingency": _contingency(metrics, items),
+        "mislabelled": _mislabelled(store, items, metrics, params, origin, cmap, audio_root),
+        "few_labels": _few_labels(metrics),
         "gallery": _gallery(store, items, params, origin, cmap),
         "examples": _examples(Path(examples_path) if examples_path else None, params, origin, cmap),
         "anomalies": _anomalies(store, items, params, origin, cmap),

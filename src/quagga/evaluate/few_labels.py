@@ -1,0 +1,104 @@
+"""Training assistance: how well a classifier on the latents learns the labels from a few examples.
+
+The curve the course material describes: label 1, 2, 5 ... 50 % of the items, train logistic regression
+and kNN on them, score the rest; the same on the raw pixels (PCA to the latent size) shows what the
+autoencoder adds. If a handful of labels already give high accuracy on the latents, a person can label
+a few calls per type and let the classifier propose the rest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from sklearn.decomposition import IncrementalPCA
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import accuracy_score, balanced_accuracy_score
+from sklearn.neighbors import KNeighborsClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+FRACTIONS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5)
+PCA_BATCH = 2048  # tiles per IncrementalPCA step: the pixels are streamed, never all in memory
+
+
+def pixel_pca(tiles: np.ndarray, rows: np.ndarray, n_components: int) -> np.ndarray:
+    """PCA scores of the flattened tiles ``tiles[rows]`` (e.g. a memory map), fitted without labels."""
+    n_components = min(n_components, len(rows))
+    pca = IncrementalPCA(n_components)
+    batches = [rows[i : i + PCA_BATCH] for i in range(0, len(rows), PCA_BATCH)]
+    if len(batches) > 1 and len(batches[-1]) < n_components:  # every partial_fit needs >= n_components rows
+        batches[-2:] = [np.concatenate(batches[-2:])]
+
+    def flat(batch: np.ndarray) -> np.ndarray:
+        return np.asarray(tiles[batch], dtype=np.float32).reshape(len(batch), -1)
+
+    for batch in batches:
+        pca.partial_fit(flat(batch))
+    return np.concatenate([pca.transform(flat(batch)) for batch in batches]).astype(np.float32)
+
+
+def _train_rows(labels: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
+    """A stratified draw of ``fraction`` of each label's items (at least one each, and one left to score)."""
+    rows = []
+    for label in np.unique(labels):
+        members = np.flatnonzero(labels == label)
+        n = min(max(1, round(fraction * len(members))), max(1, len(members) - 1))
+        rows.append(rng.choice(members, size=n, replace=False))
+    return np.sort(np.concatenate(rows))
+
+
+def _classifier(name: str, smallest_class: int):  # noqa: ANN202 - an sklearn estimator
+    """Logistic regression on standardised features, or kNN with k no larger than the rarest label's
+    labelled count (with two examples per label, five neighbours would be outvoted by other labels)."""
+    if name == "logistic":
+        return make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+    return KNeighborsClassifier(min(5, smallest_class))
+
+
+def few_label_curve(
+    features: Mapping[str, np.ndarray],
+    labels: Sequence[object],
+    fractions: Sequence[float] = FRACTIONS,
+    repeats: int = 3,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Accuracy and balanced accuracy on the unlabelled rest, per feature set, classifier and fraction.
+
+    Each (fraction, repeat) draws one stratified labelled set, shared by every feature set and
+    classifier so that they are compared on the same items. Returns the mean and standard deviation
+    over ``repeats`` draws.
+    """
+    y = np.asarray([str(v) for v in labels])
+    if len(np.unique(y)) < 2:
+        raise ValueError("the few-label curve needs at least two labels")
+    rng = np.random.default_rng(seed)
+    rows = []
+    for fraction in fractions:
+        for repeat in range(repeats):
+            train = _train_rows(y, fraction, rng)
+            test = np.setdiff1d(np.arange(len(y)), train)
+            smallest_class = int(np.unique(y[train], return_counts=True)[1].min())
+            for feature_name, x in features.items():
+                for clf_name in ("logistic", "knn"):
+                    model = _classifier(clf_name, smallest_class).fit(x[train], y[train])
+                    predicted = model.predict(x[test])
+                    rows.append({
+                        "features": feature_name,
+                        "classifier": clf_name,
+                        "fraction": fraction,
+                        "repeat": repeat,
+                        "n_train": len(train),
+                        "accuracy": accuracy_score(y[test], predicted),
+                        "balanced_accuracy": balanced_accuracy_score(y[test], predicted),
+                    })
+    runs = pd.DataFrame(rows)
+    curve = runs.groupby(["features", "classifier", "fraction"], sort=False).agg(
+        n_train=("n_train", "mean"),
+        accuracy=("accuracy", "mean"),
+        accuracy_sd=("accuracy", "std"),
+        balanced_accuracy=("balanced_accuracy", "mean"),
+        balanced_accuracy_sd=("balanced_accuracy", "std"),
+    )
+    return curve.reset_index()
