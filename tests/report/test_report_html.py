@@ -164,13 +164,13 @@ def test_page_is_complete_and_self_contained(report: tuple[Path, str]) -> None:
     embedded = ("data:image/png;base64,", "data:audio/ogg;base64,")
     assert all(r.startswith((*embedded, "#")) for r in refs)
     assert all(s.startswith(embedded) for s in srcs)
-    # static scatter, heatmap, mislabelled tile + clip, few-label curve, 3 cluster rows, 3 example strips,
-    # 5 anomaly tiles, training curves
-    assert len(srcs) == 1 + 1 + 2 + 1 + 3 + 3 + 5 + 1
+    # static scatter, heatmap, mislabelled tile + clip, few-label curve, 3 cluster rows with a clip each,
+    # 3 example strips, 5 anomaly tiles, training curves
+    assert len(srcs) == 1 + 1 + 2 + 1 + 3 * 2 + 3 + 5 + 1
     # the map's data: a thumbnail per point and a sound clip per point whose recording exists (item 7's
-    # is missing), and the mislabelled item's clip
+    # is missing), the mislabelled item's clip and one per cluster
     assert page.count("data:image/jpeg;base64,") == N
-    assert page.count("data:audio/ogg;base64,") == N - 1 + 1
+    assert page.count("data:audio/ogg;base64,") == N - 1 + 1 + 3
 
 
 def test_hostile_strings_are_escaped(report: tuple[Path, str]) -> None:
@@ -224,6 +224,7 @@ def test_gallery_and_anomalies_follow_the_tables(report: tuple[Path, str]) -> No
     path, page = report
     gallery = _section(page, "gallery")
     assert gallery.count('alt="cluster ') == 3
+    assert gallery.count("<audio controls") == 3 and "most typical call" in gallery
     anomalies = _section(page, "anomalies")
     latents = pd.read_parquet(path.parent.parent / "latents.parquet")
     worst = latents.nlargest(5, "recon_error")["item_id"].tolist()

@@ -185,6 +185,18 @@ def _tiles(store: TileStore, rows: Sequence[int]) -> np.ndarray:
     return np.asarray(store.tiles[np.asarray(rows, dtype=int), 0], dtype=np.float32)
 
 
+def _clips(store: TileStore, rows: Sequence[int], audio_root: Path | None) -> list[str]:
+    """Ogg clip data URIs of the audio items at tile ``rows`` ('' each for images or without audio)."""
+    if audio_root is None or not {"source", "onset_s", "offset_s"} <= set(store.index.columns):
+        return [""] * len(rows)
+    times = store.index.iloc[np.asarray(rows, dtype=int)][["source", "onset_s", "offset_s"]]
+    return interactive.audio_clips(times.reset_index(drop=True), Path(audio_root))[0]
+
+
+def _player(clip: str) -> Markup | str:
+    return Markup(f'<audio controls preload="none" src="{clip}"></audio>') if clip else ""
+
+
 def _chunks(arr: np.ndarray, size: int) -> list[np.ndarray]:
     return [arr[i : i + size] for i in range(0, len(arr), max(size, 1))]
 
@@ -309,37 +321,38 @@ def _contingency(metrics: Mapping[str, Any], items: pd.DataFrame) -> Markup:
     )
 
 
-def _gallery(store: TileStore, items: pd.DataFrame, params: ReportParams, origin: str, cmap: str) -> Markup:
+def _gallery(
+    store: TileStore, items: pd.DataFrame, params: ReportParams, origin: str, cmap: str, audio_root: Path | None
+) -> Markup:
     clustered = items[items["cluster"] >= 0]
     if clustered.empty:
         return _p("HDBSCAN found no clusters: every item is noise.", "note")
+    groups = [
+        (cluster, group, group.sort_values(["probability", "item_id"], ascending=[False, True]))
+        for cluster, group in clustered.groupby("cluster", sort=True)
+    ]
+    clips = _clips(store, [ranked["tile_row"].iloc[0] for _, _, ranked in groups], audio_root)
     rows = []
-    for cluster, group in clustered.groupby("cluster", sort=True):
-        best = group.sort_values(["probability", "item_id"], ascending=[False, True]).head(params.n_examples)
+    for (cluster, group, ranked), clip in zip(groups, clips, strict=True):
+        best = ranked.head(params.n_examples)
         counts = group["label"].value_counts().head(3)
         top = ", ".join(f"{label} ({n})" for label, n in counts.items()) or "unlabelled"
         png = figures.tile_grid([_tiles(store, best["tile_row"])], origin, cmap, GALLERY_PX)
-        rows.append(
-            (
-                cluster,
-                len(group),
-                f"{group['probability'].mean():.2f}",
-                top,
-                _img(png, f"cluster {cluster} examples", tiles=True),
-            )
-        )
+        row = (cluster, len(group), f"{group['probability'].mean():.2f}", top, _player(clip))
+        rows.append((*row, _img(png, f"cluster {cluster} examples", tiles=True)))
+    columns = ["cluster", "items", "mean probability", "top labels", "listen", "examples"]
+    if not any(clips):
+        columns.remove("listen")
+        rows = [row[:4] + row[5:] for row in rows]
     n_noise = int((items["cluster"] == -1).sum())
+    listen = " The player holds the first example (the cluster's most typical call)." if any(clips) else ""
     return Markup(
         _p(
             f"Up to {params.n_examples} members per cluster, highest membership probability first. "
-            f"{n_noise} noise items are not shown.",
+            f"{n_noise} noise items are not shown.{listen}",
             "note",
         )
-        + _table(
-            ["cluster", "items", "mean probability", "top labels", "examples"],
-            rows,
-            numeric=["cluster", "items", "mean probability"],
-        )
+        + _table(columns, rows, numeric=["cluster", "items", "mean probability"])
     )
 
 
@@ -445,15 +458,12 @@ def _mislabelled(
     )
     if top.empty:
         return intro
-    clips = [""] * len(top)
-    if audio_root is not None and {"onset_s", "offset_s"} <= set(store.index.columns):
-        times = store.index.iloc[top["tile_row"].to_numpy()][["source", "onset_s", "offset_s"]]
-        clips, _ = interactive.audio_clips(times.reset_index(drop=True), Path(audio_root))
+    clips = _clips(store, top["tile_row"].to_numpy(), audio_root)
     tiles = _tiles(store, top["tile_row"])
     rows = [
         (
             _img(figures.tile_grid([tile[None]], origin, cmap, GALLERY_PX), f"item {r.item_id}", True),
-            Markup(f'<audio controls preload="none" src="{clip}"></audio>') if clip else "",
+            _player(clip),
             r.item_id,
             r.label,
             r.cluster,
@@ -565,7 +575,7 @@ def build_report(
         "contingency": _contingency(metrics, items),
         "mislabelled": _mislabelled(store, items, metrics, params, origin, cmap, audio_root),
         "few_labels": _few_labels(metrics),
-        "gallery": _gallery(store, items, params, origin, cmap),
+        "gallery": _gallery(store, items, params, origin, cmap, audio_root),
         "examples": _examples(Path(examples_path) if examples_path else None, params, origin, cmap),
         "anomalies": _anomalies(store, items, params, origin, cmap),
         "training": _training(Path(training_curve_path) if training_curve_path else None),
