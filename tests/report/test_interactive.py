@@ -23,6 +23,7 @@ from quagga.report.interactive import (
     categorical_colours,
     map_data,
     numeric_colours,
+    strip_opus_tags_padding,
     thumbnail_uri,
 )
 
@@ -87,3 +88,19 @@ def test_map_data_offers_the_colourings_the_items_support() -> None:
     assert colourings == ["cluster", "label", "recon_error", "probability", "source"]
     assert data["label"] == ["x", "(none)", "y"] and data["audio"] == ["", "", ""]
     assert data["colour"] == data["colour_cluster"] and data["colour"][1] == NOISE_COLOUR
+
+
+def test_opus_comment_padding_is_stripped_and_the_sound_kept() -> None:
+    tone = (0.3 * np.sin(2 * np.pi * 2000 * np.arange(16000) / 48000)).astype(np.float32)
+    buf = io.BytesIO()
+    sf.write(buf, tone, 48000, format="OGG", subtype="OPUS", compression_level=0.95)
+    padded = buf.getvalue()
+    stripped = strip_opus_tags_padding(padded)
+    assert len(padded) - len(stripped) > 600  # libsndfile pads its comment header to ~790 bytes
+    decoded = [sf.read(io.BytesIO(data), dtype="float32")[0] for data in (padded, stripped)]
+    np.testing.assert_array_equal(decoded[0], decoded[1])
+    assert strip_opus_tags_padding(stripped) == stripped  # nothing left to strip
+    assert strip_opus_tags_padding(b"not ogg") == b"not ogg"
+    broken = bytearray(padded)
+    broken[28 + 19 + 31 + 8 : 28 + 19 + 31 + 12] = (10**6).to_bytes(4, "little")  # vendor length past the end
+    assert strip_opus_tags_padding(bytes(broken)) == bytes(broken)

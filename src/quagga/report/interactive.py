@@ -122,7 +122,54 @@ def _clip_uri(recording: sf.SoundFile, onset_s: float, offset_s: float) -> str:
         mono = mono * (0.8 / peak)  # faint calls audible, headroom for the codec; the map shows loudness
     buf = io.BytesIO()
     sf.write(buf, mono, CLIP_RATE, format="OGG", subtype="OPUS", compression_level=OPUS_COMPRESSION)
-    return "data:audio/ogg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    return "data:audio/ogg;base64," + base64.b64encode(strip_opus_tags_padding(buf.getvalue())).decode("ascii")
+
+
+def _ogg_crc(data: bytes) -> int:
+    """Ogg's page checksum: CRC-32, polynomial 0x04C11DB7, not reflected, initial value 0."""
+    crc = 0
+    for byte in data:
+        crc ^= byte << 24
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x04C11DB7) if crc & 0x80000000 else crc << 1
+            crc &= 0xFFFFFFFF
+    return crc
+
+
+def strip_opus_tags_padding(ogg: bytes) -> bytes:
+    """The Ogg Opus file without the zero padding libsndfile puts in its comment header.
+
+    libsndfile pads the OpusTags packet to about 790 bytes, which is most of a short call's clip (the
+    audio itself is 1-1.5 kB). RFC 7845 (section 5.2) lets padding after the comment list be dropped;
+    the page is rebuilt with its new segment table and checksum. Anything unexpected (tags spread over
+    several pages, a malformed header) returns the file unchanged.
+    """
+    pos = 0
+    while pos + 27 <= len(ogg) and ogg[pos : pos + 4] == b"OggS":
+        n_segments = ogg[pos + 26]
+        lacing = ogg[pos + 27 : pos + 27 + n_segments]
+        start = pos + 27 + n_segments
+        end = start + sum(lacing)
+        body = ogg[start:end]
+        if body.startswith(b"OpusTags"):
+            if not lacing or lacing[-1] == 255:  # the packet continues on the next page
+                return ogg
+            try:
+                length = 12 + int.from_bytes(body[8:12], "little")  # magic, vendor length, vendor
+                for _ in range(int.from_bytes(body[length : length + 4], "little")):
+                    length += 4 + int.from_bytes(body[length + 4 : length + 8], "little")
+                length += 4  # the comment count itself
+            except IndexError:
+                return ogg
+            if length > len(body):
+                return ogg
+            segments = bytes([255] * (length // 255) + [length % 255])
+            page = bytearray(ogg[pos : pos + 26] + bytes([len(segments)]) + segments + body[:length])
+            page[22:26] = b"\0\0\0\0"
+            page[22:26] = _ogg_crc(bytes(page)).to_bytes(4, "little")
+            return ogg[:pos] + bytes(page) + ogg[end:]
+        pos = end
+    return ogg
 
 
 def audio_clips(items: pd.DataFrame, audio_root: Path) -> tuple[list[str], list[str]]:
