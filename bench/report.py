@@ -70,7 +70,7 @@ def make_dataset(root: Path, n: int, seed: int = 0) -> dict:
     return {"dataset": f"bench-{n}", "tiles_dir": root / "tiles", "latents_path": root / "latents.parquet",
             "embedding_path": root / "embedding.parquet", "clusters_path": root / "clusters.parquet",
             "metrics_path": root / "metrics.json", "examples_path": None, "training_curve_path": None,
-            "params": ReportParams(max_points=10000), "out_dir": root / "report", "audio_root": root / "audio"}
+            "params": ReportParams(max_points=10000), "out_dir": root / "report", "source_root": root / "audio"}
 
 
 def load_seconds(path: Path, chromium: str, repeats: int = 3) -> float:

@@ -5,7 +5,8 @@
 Both models train on the same tile store (default: koumura-bird0's syllable tiles; make them with
 ``snakemake --cores all --configfile config/koumura-bird0.yaml results/koumura-bird0/tiles``), each for
 the same wall-clock budget in the same plain training loop (Adam 1e-3, same MSE+KL loss, tiles held in
-memory so loading costs nothing), then both are scored on the same held-out 10 %:
+memory so loading costs nothing), taking turns in short slices so that the machine's drift hits all
+alike, then all are scored on the same held-out 10 %:
 
 (a) the reference, built to AVA's published architecture (Goffinet et al. 2021, eLife; ``ava/models/
     vae.py``): seven 3x3 convolutions 1-8-8-16-16-24-24-32, stride 2 on the 2nd, 4th and 6th, each after
@@ -122,41 +123,48 @@ def flops_per_sample(model: nn.Module, tile_size: int, autocast: bool) -> float:
     return counter.get_total_flops() / len(x)
 
 
-def train_for(
-    model: nn.Module,
-    tiles: Tensor,
-    batch_size: int,
-    budget_s: float,
-    autocast: bool,
-    clip: float | None,
-    seed: int,
-) -> tuple[int, float, list[Tensor]]:
-    """Train for ``budget_s`` seconds of wall clock; return samples seen, their seconds and the losses."""
-    torch.manual_seed(seed)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    rng = np.random.default_rng(seed)
-    model.train()
-    samples, losses, warmup = 0, [], 3
-    start = time.perf_counter()
-    while True:
-        for batch_idx in np.array_split(rng.permutation(len(tiles)), len(tiles) // batch_size):
-            if warmup == 0 and time.perf_counter() - start >= budget_s:
-                return samples, time.perf_counter() - start, losses
-            batch = tiles[torch.from_numpy(batch_idx)]
-            with torch.autocast("cpu", torch.bfloat16, enabled=autocast):
-                loss = model.loss_terms(batch, "train")["loss"]
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if clip:
-                nn.utils.clip_grad_norm_(model.parameters(), clip)
-            optimizer.step()
-            losses.append(loss.detach())
-            if warmup:  # first steps allocate and pick kernels: not timed
-                warmup -= 1
-                if warmup == 0:
-                    start = time.perf_counter()
-                continue
-            samples += len(batch)
+class TimedTraining:
+    """One model's training loop that can be paused and resumed, so models can take turns on the CPU.
+
+    On a shared 2-core machine throughput drifts by 10-20 % over minutes; running the models in short
+    alternating slices exposes them to the same drift, so their ratio is stable even when the absolute
+    rates are not.
+    """
+
+    def __init__(
+        self, model: nn.Module, tiles: Tensor, batch_size: int, autocast: bool, clip: float | None, seed: int
+    ):
+        self.model, self.tiles, self.batch_size = model, tiles, batch_size
+        self.autocast, self.clip = autocast, clip
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+        self.rng = np.random.default_rng(seed)
+        self.batches: list[np.ndarray] = []
+        self.samples, self.seconds, self.losses = 0, 0.0, []
+        for _ in range(3):  # first steps allocate and pick kernels: not timed
+            self._step()
+
+    def _step(self) -> int:
+        if not self.batches:
+            order = self.rng.permutation(len(self.tiles))
+            self.batches = np.array_split(order, len(self.tiles) // self.batch_size)
+        batch = self.tiles[torch.from_numpy(self.batches.pop())]
+        self.model.train()
+        with torch.autocast("cpu", torch.bfloat16, enabled=self.autocast):
+            loss = self.model.loss_terms(batch, "train")["loss"]
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.clip:
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.clip)
+        self.optimizer.step()
+        self.losses.append(loss.detach())
+        return len(batch)
+
+    def run(self, seconds: float) -> None:
+        """Train for about ``seconds`` more of wall clock."""
+        start = time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            self.samples += self._step()
+        self.seconds += time.perf_counter() - start
 
 
 def loader_rate(store_dir: Path, batch_size: int, seconds: float = 5.0) -> float:
@@ -182,6 +190,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("store", nargs="?", type=Path, default=DEFAULT_STORE, help="a tile store folder")
     parser.add_argument("--budget-s", type=float, default=120.0, help="training wall clock per model")
+    parser.add_argument("--slices", type=int, default=8, help="turns the models take on the CPU")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -206,6 +215,7 @@ def main() -> None:
     limits = {"fp32": matmul_flops(torch.float32), "bf16": matmul_flops(torch.bfloat16)}
     loading = loader_rate(args.store, recipe.batch_size)
     runs = {}
+    trainings, flops = {}, {}
     for name in ("reference", "reference_cl", "ours"):
         torch.manual_seed(args.seed)
         if name.startswith("reference"):
@@ -216,30 +226,36 @@ def main() -> None:
         else:
             model = ours(store.tile_size, recipe)
             batch_size, autocast, clip = recipe.batch_size, precision == "bf16-mixed", recipe.gradient_clip_val
-        flops = flops_per_sample(model, store.tile_size, autocast)
-        samples, seconds, losses = train_for(model, train, batch_size, args.budget_s, autocast, clip, args.seed)
-        model.eval()
+        flops[name] = flops_per_sample(model, store.tile_size, autocast)
+        trainings[name] = TimedTraining(model, train, batch_size, autocast, clip, args.seed)
+    for _ in range(args.slices):  # take turns, so every model sees the same machine
+        for training in trainings.values():
+            training.run(args.budget_s / args.slices)
+
+    runs = {}
+    for name, training in trainings.items():
+        model = training.model.eval()
         reconstruct = model.reconstruct if isinstance(model, AvaVAE) else model
-        with torch.autocast("cpu", torch.bfloat16, enabled=autocast):
+        with torch.autocast("cpu", torch.bfloat16, enabled=training.autocast):
             error = val_mse(reconstruct, val)
-        rate = samples / seconds
-        limit = limits["bf16" if autocast else "fp32"]
+        rate = training.samples / training.seconds
+        limit = limits["bf16" if training.autocast else "fp32"]
         runs[name] = {
             "samples_per_s": round(rate, 1),
             "val_mse": round(error, 6),
-            "final_train_loss": round(float(torch.stack(losses[-20:]).mean()), 3),
-            "samples": samples,
-            "epochs": round(samples / len(train), 2),
-            "batch_size": batch_size,
-            "precision": "bf16-mixed" if autocast else "fp32",
-            "mflop_per_sample": round(flops / 1e6, 1),
-            "gflop_per_s": round(flops * rate / 1e9, 1),
-            "fraction_of_limit": round(flops * rate / limit, 3),
+            "final_train_loss": round(float(torch.stack(training.losses[-20:]).mean()), 3),
+            "samples": training.samples,
+            "epochs": round(training.samples / len(train), 2),
+            "batch_size": training.batch_size,
+            "precision": "bf16-mixed" if training.autocast else "fp32",
+            "mflop_per_sample": round(flops[name] / 1e6, 1),
+            "gflop_per_s": round(flops[name] * rate / 1e9, 1),
+            "fraction_of_limit": round(flops[name] * rate / limit, 3),
             "parameters": sum(p.numel() for p in model.parameters()),
         }
 
     print(f"\n{len(train)} training and {len(val)} validation tiles of {args.store}")
-    print(f"{args.budget_s:.0f} s of training each, {args.threads} threads\n")
+    print(f"{args.budget_s:.0f} s of training each, in {args.slices} alternating turns, {args.threads} threads\n")
     names = {"reference": "AVA", "reference_cl": "AVA, chan.-last", "ours": "ours"}
     print(f"{'':28}" + "".join(f"{title:>18}" for title in names.values()))
     rows = [
@@ -279,6 +295,7 @@ def main() -> None:
         "matmul_gflop_per_s": {k: round(v / 1e9, 1) for k, v in limits.items()},
         "loader_tiles_per_s": round(loading),
         "budget_s": args.budget_s,
+        "slices": args.slices,
         "threads": args.threads,
         "n_train": len(train),
         "n_val": len(val),

@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -62,6 +63,12 @@ def test_every_output_exists_and_metrics_are_sane(workdir: Path) -> None:
         assert 0.0 <= metrics["noise_fraction"] <= 1.0
         assert metrics["n_labels"] >= 4
         assert (workdir / "results" / "logs" / "train" / f"{ds}.log").is_file()
+        page = (out / "report" / "index.html").read_text()
+        if ds == "demo-audio":
+            assert page.count("data:audio/ogg;base64,") >= metrics["n_items"]  # a clip per point
+        else:  # hovering shows the original crop: one colour JPEG per point besides its tile
+            assert "the original crop (right)" in page
+            assert page.count("data:image/jpeg;base64,") >= 2 * metrics["n_items"]
         assert (workdir / "results" / "benchmarks" / "train" / f"{ds}.tsv").is_file()
 
 
@@ -69,6 +76,21 @@ def test_second_run_has_nothing_to_do(workdir: Path) -> None:
     done = _snakemake(workdir, "-n")
     assert done.returncode == 0
     assert "Nothing to be done" in done.stdout + done.stderr
+
+
+def test_snakemake_report_holds_every_dataset_page(workdir: Path) -> None:
+    """``snakemake --report`` (the workflow-level report) carries our pages, one per dataset."""
+    done = _snakemake(workdir, "--report", str(workdir / "workflow-report.zip"))
+    assert done.returncode == 0, done.stderr[-2000:]
+    with zipfile.ZipFile(workdir / "workflow-report.zip") as archive:
+        names = archive.namelist()
+        pages = [n for n in names if n.endswith("/index.html")]
+        assert len(pages) == len(DATASETS) and "workflow-report/report.html" in names
+        for page in pages:
+            assert archive.read(page).startswith(b"<!DOCTYPE html>")
+        main = archive.read("workflow-report/report.html").decode()
+    for ds in DATASETS:
+        assert ds in main
 
 
 def test_changing_a_training_parameter_reruns_training_and_downstream_only(workdir: Path) -> None:

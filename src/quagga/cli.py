@@ -156,7 +156,7 @@ def cmd_report(args: argparse.Namespace) -> None:
         params=_params(ReportParams, args.params),
         out_dir=Path(args.out),
         run_info=run_info,
-        audio_root=Path(args.audio_root) if args.audio_root else None,
+        source_root=Path(args.source_root) if args.source_root else None,
     )
 
 
@@ -220,7 +220,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--results", required=True, help="the dataset's results folder")
     p.add_argument("--params", required=True)
     p.add_argument("--run-info", default="", help="JSON shown in the run summary")
-    p.add_argument("--audio-root", default="", help="folder the audio sources are relative to (to play clips)")
+    p.add_argument("--source-root", default="", help="folder the items' sources are relative to (clips, crops)")
     p.add_argument("--out", required=True)
     return parser
 

@@ -16,11 +16,14 @@ from quagga.report.interactive import (
     CLIP_CONTEXT_S,
     CLIP_MAX_S,
     CLIP_RATE,
+    CROP_PX,
     NOISE_COLOUR,
     THUMB_PX,
     audio_clip_uri,
     audio_clips,
     categorical_colours,
+    crop_uri,
+    image_crops,
     map_data,
     numeric_colours,
     strip_opus_tags_padding,
@@ -104,3 +107,26 @@ def test_opus_comment_padding_is_stripped_and_the_sound_kept() -> None:
     broken = bytearray(padded)
     broken[28 + 19 + 31 + 8 : 28 + 19 + 31 + 12] = (10**6).to_bytes(4, "little")  # vendor length past the end
     assert strip_opus_tags_padding(bytes(broken)) == bytes(broken)
+
+
+def test_original_crop_keeps_colour_and_context(tmp_path: Path) -> None:
+    field = np.zeros((200, 300, 3), np.uint8)
+    field[50:70, 100:160] = (200, 30, 30)  # a red particle, 60 x 20
+    uri = crop_uri(field, (100, 50, 160, 70))
+    crop = np.asarray(Image.open(io.BytesIO(_decode(uri))))
+    assert crop.shape[-1] == 3 and max(crop.shape[:2]) == CROP_PX
+    centre = crop[crop.shape[0] // 2, crop.shape[1] // 2].astype(int)
+    assert centre[0] > 150 and centre[1] < 80 and centre[2] < 80  # still red
+    assert crop[1, 1].max() < 40  # the margin shows the dark background around the box
+    deep = (np.arange(100 * 100, dtype=np.uint16).reshape(100, 100) % 3) * 1000  # 16-bit, 3 levels
+    stretched = np.asarray(Image.open(io.BytesIO(_decode(crop_uri(deep, (10, 10, 40, 40))))))
+    assert stretched.ndim == 2 and stretched.min() < 20 and stretched.max() > 235
+
+    Image.fromarray(field).save(tmp_path / "field.png")
+    items = pd.DataFrame({
+        "source": ["field.png", "missing.png", "field.png"],
+        "xmin": [100, 0, 0], "ymin": [50, 0, 0], "xmax": [160, 5, 10], "ymax": [70, 5, 10],
+    })
+    crops, problems = image_crops(items, tmp_path)
+    assert crops[0] == uri and crops[1] == "" and crops[2].startswith("data:image/jpeg;base64,")
+    assert len(problems) == 1 and problems[0].startswith("missing.png: no original crops")

@@ -132,7 +132,7 @@ def _make_inputs(root: Path, modality: str = "audio") -> dict[str, Any]:
         "params": ReportParams(n_examples=5, max_points=10000),
         "out_dir": root / "report",
         "run_info": {"seed": 0, "config": "config/<evil>.yaml", "train": {"latent_dim": 4, "beta": 1.0}},
-        "audio_root": root / "audio" if modality == "audio" else None,
+        "source_root": root / "audio" if modality == "audio" else None,
     }
 
 

@@ -59,10 +59,11 @@ def dataset_dir(wildcards, input):
     return os.path.dirname(input.tiles)
 
 
-def audio_root(wildcards):
-    """Folder the audio items' sources are relative to (the report plays clips from it); '' for images."""
+def source_root(wildcards):
+    """Folder the items' sources are relative to: the report plays audio clips and shows original image
+    crops from it (image paths are relative to the working directory)."""
     ds = config["datasets"][wildcards.dataset]
     if ds["modality"] != "audio":
-        return ""
+        return "."
     recordings = ds["audio"]["recordings"]
     return recordings if os.path.isdir(recordings) else os.path.dirname(recordings)

@@ -37,7 +37,7 @@ rule report:
     params:
         report=stage_params("report"),
         info=run_info,
-        audio=audio_root,
+        sources=source_root,
         results=dataset_dir,
         out=output_dir,
     log:
@@ -48,5 +48,5 @@ rule report:
         ENV
     shell:
         "python -m quagga report --dataset {wildcards.dataset} --results {params.results}"
-        " --params {params.report:q} --run-info {params.info:q} --audio-root={params.audio:q}"
+        " --params {params.report:q} --run-info {params.info:q} --source-root={params.sources:q}"
         " --out {params.out} 2> {log}"

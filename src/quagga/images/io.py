@@ -39,7 +39,7 @@ def read_image(path: str | Path, channel: str = "luminance") -> np.ndarray:
     a gray image is returned as is for every channel. An alpha channel is dropped.
     """
     check_channel(channel)
-    return to_gray(_read_pixels(Path(path)), channel)
+    return to_gray(read_pixels(Path(path)), channel)
 
 
 def to_gray(pixels: np.ndarray, channel: str) -> np.ndarray:
@@ -62,7 +62,8 @@ def to_gray(pixels: np.ndarray, channel: str) -> np.ndarray:
     return np.ascontiguousarray(gray, dtype=np.float32)
 
 
-def _read_pixels(path: Path) -> np.ndarray:
+def read_pixels(path: Path) -> np.ndarray:
+    """The decoded pixels of an image file as stored (any dtype and channels; EXIF orientation applied)."""
     try:
         if path.suffix.lower() in TIFF_SUFFIXES:
             with tifffile.TiffFile(path) as tif:

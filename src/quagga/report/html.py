@@ -185,12 +185,12 @@ def _tiles(store: TileStore, rows: Sequence[int]) -> np.ndarray:
     return np.asarray(store.tiles[np.asarray(rows, dtype=int), 0], dtype=np.float32)
 
 
-def _clips(store: TileStore, rows: Sequence[int], audio_root: Path | None) -> list[str]:
+def _clips(store: TileStore, rows: Sequence[int], source_root: Path | None) -> list[str]:
     """Ogg clip data URIs of the audio items at tile ``rows`` ('' each for images or without audio)."""
-    if audio_root is None or not {"source", "onset_s", "offset_s"} <= set(store.index.columns):
+    if source_root is None or not {"source", "onset_s", "offset_s"} <= set(store.index.columns):
         return [""] * len(rows)
     times = store.index.iloc[np.asarray(rows, dtype=int)][["source", "onset_s", "offset_s"]]
-    return interactive.audio_clips(times.reset_index(drop=True), Path(audio_root))[0]
+    return interactive.audio_clips(times.reset_index(drop=True), Path(source_root))[0]
 
 
 def _player(clip: str) -> Markup | str:
@@ -272,7 +272,7 @@ def _metrics(metrics: Mapping[str, Any]) -> Markup:
 
 def _embedding(
     dataset: str, store: TileStore, items: pd.DataFrame, params: ReportParams, origin: str,
-    audio_root: Path | None,
+    source_root: Path | None,
 ) -> tuple[Markup, str]:
     """The interactive map (and the static figure under it) plus the page-head resources it needs."""
     shown = subsample_per_cluster(items, params.max_points)
@@ -289,11 +289,15 @@ def _embedding(
         return note, ""
     shown = shown.reset_index(drop=True)
     thumbs = [interactive.thumbnail_uri(tile, origin) for tile in _tiles(store, shown["tile_row"].tolist())]
-    clips, problems = None, []
-    if audio_root is not None and {"onset_s", "offset_s"} <= set(store.index.columns):
-        timing = store.index[["onset_s", "offset_s"]].iloc[shown["tile_row"].to_numpy()].reset_index(drop=True)
-        clips, problems = interactive.audio_clips(pd.concat([shown[["source"]], timing], axis=1), audio_root)
-    head, body = interactive.interactive_map(dataset, shown, thumbs, clips)
+    clips, crops, problems = None, None, []
+    rows = shown["tile_row"].to_numpy()
+    if source_root is not None and {"onset_s", "offset_s"} <= set(store.index.columns):
+        timing = store.index[["onset_s", "offset_s"]].iloc[rows].reset_index(drop=True)
+        clips, problems = interactive.audio_clips(pd.concat([shown[["source"]], timing], axis=1), source_root)
+    elif source_root is not None and {"xmin", "ymin", "xmax", "ymax"} <= set(store.index.columns):
+        boxes = store.index[["xmin", "ymin", "xmax", "ymax"]].iloc[rows].reset_index(drop=True)
+        crops, problems = interactive.image_crops(pd.concat([shown[["source"]], boxes], axis=1), source_root)
+    head, body = interactive.interactive_map(dataset, shown, thumbs, clips, crops)
     warnings = "".join(_p(problem, "note") for problem in problems)
     png = figures.embedding_scatter(
         shown["x"].to_numpy(), shown["y"].to_numpy(), shown["cluster"].to_numpy(), shown["label"].tolist()
@@ -322,7 +326,7 @@ def _contingency(metrics: Mapping[str, Any], items: pd.DataFrame) -> Markup:
 
 
 def _gallery(
-    store: TileStore, items: pd.DataFrame, params: ReportParams, origin: str, cmap: str, audio_root: Path | None
+    store: TileStore, items: pd.DataFrame, params: ReportParams, origin: str, cmap: str, source_root: Path | None
 ) -> Markup:
     clustered = items[items["cluster"] >= 0]
     if clustered.empty:
@@ -331,7 +335,7 @@ def _gallery(
         (cluster, group, group.sort_values(["probability", "item_id"], ascending=[False, True]))
         for cluster, group in clustered.groupby("cluster", sort=True)
     ]
-    clips = _clips(store, [ranked["tile_row"].iloc[0] for _, _, ranked in groups], audio_root)
+    clips = _clips(store, [ranked["tile_row"].iloc[0] for _, _, ranked in groups], source_root)
     rows = []
     for (cluster, group, ranked), clip in zip(groups, clips, strict=True):
         best = ranked.head(params.n_examples)
@@ -441,7 +445,7 @@ def _mislabelled(
     params: ReportParams,
     origin: str,
     cmap: str,
-    audio_root: Path | None,
+    source_root: Path | None,
 ) -> Markup:
     if "likely_mislabelled" not in metrics:
         return _p("This run's evaluation did not look for mislabelled items.", "note")
@@ -458,7 +462,7 @@ def _mislabelled(
     )
     if top.empty:
         return intro
-    clips = _clips(store, top["tile_row"].to_numpy(), audio_root)
+    clips = _clips(store, top["tile_row"].to_numpy(), source_root)
     tiles = _tiles(store, top["tile_row"])
     rows = [
         (
@@ -553,12 +557,12 @@ def build_report(
     params: ReportParams,
     out_dir: Path,
     run_info: dict[str, Any] | None = None,
-    audio_root: Path | None = None,
+    source_root: Path | None = None,
 ) -> Path:
     """Write ``out_dir/index.html`` (atomically) and return its path.
 
-    ``audio_root`` is the folder the audio items' ``source`` paths are relative to; with it, clicking a
-    point on the map plays its call.
+    ``source_root`` is the folder the items' ``source`` paths are relative to; with it, clicking an
+    audio point on the map plays its call, and hovering an image point shows its original crop.
     """
     store = TileStore(tiles_dir)
     modality = str(store.meta.get("modality", ""))
@@ -567,15 +571,15 @@ def build_report(
     metrics = json.loads(Path(metrics_path).read_text())
     skipped = store.skipped
     log.info("report for %s: %d items, %d skipped", dataset, len(items), len(skipped))
-    embedding, head = _embedding(dataset, store, items, params, origin, audio_root)
+    embedding, head = _embedding(dataset, store, items, params, origin, source_root)
     sections = {
         "summary": _summary(dataset, modality, store, items, skipped, run_info or {}),
         "metrics": _metrics(metrics),
         "embedding": embedding,
         "contingency": _contingency(metrics, items),
-        "mislabelled": _mislabelled(store, items, metrics, params, origin, cmap, audio_root),
+        "mislabelled": _mislabelled(store, items, metrics, params, origin, cmap, source_root),
         "few_labels": _few_labels(metrics),
-        "gallery": _gallery(store, items, params, origin, cmap, audio_root),
+        "gallery": _gallery(store, items, params, origin, cmap, source_root),
         "examples": _examples(Path(examples_path) if examples_path else None, params, origin, cmap),
         "anomalies": _anomalies(store, items, params, origin, cmap),
         "training": _training(Path(training_curve_path) if training_curve_path else None),

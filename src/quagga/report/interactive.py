@@ -44,10 +44,14 @@ from matplotlib.colors import to_hex
 from PIL import Image
 from scipy.signal import resample_poly
 
+from quagga.images.io import ImageReadError, read_pixels
+
 log = logging.getLogger(__name__)
 
 THUMB_PX = 64  # thumbnail side: enough to recognise a call or a particle, small enough for 10k points
 THUMB_QUALITY = 75  # JPEG quality of thumbnails
+CROP_PX = 96  # longest side of an image item's original crop (colour, as in the source image)
+CROP_MARGIN = 0.15  # context around the box, as a share of its longer side
 CLIP_CONTEXT_S = 0.1  # sound before and after each call, so its onset and decay are heard
 CLIP_MAX_S = 3.0  # longer calls are cut: the page stays small, the start is what people listen for
 NOISE_COLOUR = "#b0b0b0"
@@ -97,6 +101,55 @@ def thumbnail_uri(tile: np.ndarray, origin: str) -> str:
     buf = io.BytesIO()
     picture.save(buf, format="JPEG", quality=THUMB_QUALITY)
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def crop_uri(pixels: np.ndarray, box: Sequence[float]) -> str:
+    """The box ``(xmin, ymin, xmax, ymax)`` of a decoded image, with a margin, as a colour JPEG data URI.
+
+    8-bit images are shown as they are; deeper or float images are stretched over the crop's range.
+    """
+    height, width = pixels.shape[:2]
+    x0, y0, x1, y1 = (float(v) for v in box)
+    margin = CROP_MARGIN * max(x1 - x0, y1 - y0)
+    xa, ya = max(0, int(x0 - margin)), max(0, int(y0 - margin))
+    xb, yb = min(width, int(np.ceil(x1 + margin))), min(height, int(np.ceil(y1 + margin)))
+    crop = pixels[ya : max(yb, ya + 1), xa : max(xb, xa + 1)]
+    if crop.ndim == 3:
+        crop = crop[..., :3] if crop.shape[-1] >= 3 else crop[..., 0]  # drop alpha
+    if crop.dtype != np.uint8:
+        values = crop.astype(np.float32)
+        lo, hi = float(values.min()), float(values.max())
+        crop = np.round(255 * (values - lo) / (hi - lo)) if hi > lo else np.zeros_like(values)
+    picture = Image.fromarray(np.ascontiguousarray(crop.astype(np.uint8)))
+    picture.thumbnail((CROP_PX, CROP_PX), Image.Resampling.LANCZOS)
+    if max(picture.size) < CROP_PX:  # small particles: enlarge, pixels stay visible
+        scale = CROP_PX / max(picture.size)
+        size = (max(1, round(picture.width * scale)), max(1, round(picture.height * scale)))
+        picture = picture.resize(size, Image.Resampling.NEAREST)
+    buf = io.BytesIO()
+    picture.save(buf, format="JPEG", quality=THUMB_QUALITY)
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def image_crops(items: pd.DataFrame, source_root: Path) -> tuple[list[str], list[str]]:
+    """Original-crop URIs for ``items`` (columns source, xmin, ymin, xmax, ymax) and the problems met.
+
+    Each source image is decoded once. One that cannot be read gives empty crops for its items and one
+    problem line; the map is still drawn.
+    """
+    crops = [""] * len(items)
+    problems: list[str] = []
+    boxes = items[["xmin", "ymin", "xmax", "ymax"]].to_numpy(float)
+    for source, rows in items.groupby("source", sort=False).indices.items():
+        try:
+            pixels = read_pixels(source_root / str(source))
+        except ImageReadError as exc:
+            problems.append(f"{source}: no original crops ({exc})")
+            log.warning("%s: no original crops (%s)", source, exc)
+            continue
+        for i in rows:
+            crops[i] = crop_uri(pixels, boxes[i])
+    return crops, problems
 
 
 def audio_clip_uri(path: Path, onset_s: float, offset_s: float) -> str:
@@ -172,7 +225,7 @@ def strip_opus_tags_padding(ogg: bytes) -> bytes:
     return ogg
 
 
-def audio_clips(items: pd.DataFrame, audio_root: Path) -> tuple[list[str], list[str]]:
+def audio_clips(items: pd.DataFrame, source_root: Path) -> tuple[list[str], list[str]]:
     """Clip URIs for ``items`` (columns source, onset_s, offset_s) and the problems met, one per file.
 
     Each recording is opened once. One that cannot be read gives empty clips for its calls and one
@@ -182,7 +235,7 @@ def audio_clips(items: pd.DataFrame, audio_root: Path) -> tuple[list[str], list[
     problems: list[str] = []
     onsets, offsets = items["onset_s"].to_numpy(float), items["offset_s"].to_numpy(float)
     for source, rows in items.groupby("source", sort=False).indices.items():
-        path = audio_root / str(source)
+        path = source_root / str(source)
         try:
             with sf.SoundFile(path) as recording:
                 for i in rows:
@@ -242,7 +295,9 @@ a.remove();
 """
 
 
-def map_data(items: pd.DataFrame, thumbs: list[str], clips: list[str] | None) -> tuple[dict, list[str]]:
+def map_data(
+    items: pd.DataFrame, thumbs: list[str], clips: list[str] | None, crops: list[str] | None = None
+) -> tuple[dict, list[str]]:
     """Column data of the scatter and the colourings offered (first one shown)."""
     label = items["label"].astype("object").where(items["label"].notna(), "(none)")
     data: dict[str, list] = {
@@ -254,6 +309,7 @@ def map_data(items: pd.DataFrame, thumbs: list[str], clips: list[str] | None) ->
         "source": items["source"].astype("object").where(items["source"].notna(), "").astype(str).tolist(),
         "thumb": thumbs,
         "audio": clips if clips is not None else [""] * len(items),
+        "crop": crops if crops is not None else [""] * len(items),
     }
     colourings = {
         "cluster": categorical_colours(items["cluster"].tolist(), grey=[-1]),
@@ -271,15 +327,21 @@ def map_data(items: pd.DataFrame, thumbs: list[str], clips: list[str] | None) ->
 
 
 def interactive_map(
-    dataset: str, items: pd.DataFrame, thumbs: list[str], clips: list[str] | None
+    dataset: str, items: pd.DataFrame, thumbs: list[str], clips: list[str] | None, crops: list[str] | None = None
 ) -> tuple[str, str]:
-    """(head, body) HTML of the map: Bokeh's inline resources and the plot with its controls."""
-    data, colourings = map_data(items, thumbs, clips)
+    """(head, body) HTML of the map: Bokeh's inline resources and the plot with its controls.
+
+    ``crops`` (images): the original crop, in colour, shown beside the normalised tile on hover.
+    """
+    data, colourings = map_data(items, thumbs, clips, crops)
     source = ColumnDataSource(data=data, name="points")
+    has_crops = crops is not None and any(crops)
+    original = '<img src="@crop" style="max-width:128px;max-height:128px;border:1px solid #888" alt="original">'
     tooltip = (
-        '<div style="width:150px"><img src="@thumb" width="128" height="128" '
+        f'<div style="width:{270 if has_crops else 150}px"><img src="@thumb" width="128" height="128" '
         'style="image-rendering:pixelated;border:1px solid #888" alt="tile">'
-        "<div><b>@label</b> &middot; cluster @cluster</div>"
+        + (original if has_crops else "")
+        + "<div><b>@label</b> &middot; cluster @cluster</div>"
         '<div style="font-size:80%;word-break:break-all">@item_id</div></div>'
     )
     plot = figure(
@@ -306,7 +368,8 @@ def interactive_map(
     export = Button(label="Download selection as CSV", name="export", width=200)
     export.js_on_event("button_click", CustomJS(args={"source": source, "dataset": dataset}, code=_EXPORT_JS))
     hint = Div(text=(
-        "<p>Hover a point to see its tile. "
+        "<p>Hover a point to see its tile"
+        + (" (left) and the original crop (right). " if has_crops else ". ")
         + ("Click an audio point to hear it. " if has_audio else "")
         + "Select with the lasso or box tool (toolbar), then download the selection.</p>"
     ), width=200)
