@@ -38,6 +38,7 @@ METRICS = {
         "clusters": [-1, 0, 1, 2],
         "counts": [[2, 16, 0, 0], [2, 0, 16, 0], [2, 0, 0, 16]],
     },
+    "best_cluster_per_label": [{"label": "chirp", "cluster": 1, "n": 3, "purity": 0.75, "recall": 1.0}],
     "intervals": {"v_measure": [0.7012, 0.8534]},
     "evaluate_params": {"bootstrap": 200, "mislabelled_min_probability": 0.9, "mislabelled_min_purity": 0.8},
     "n_likely_mislabelled": 1,
@@ -165,12 +166,12 @@ def test_page_is_complete_and_self_contained(report: tuple[Path, str]) -> None:
     assert all(r.startswith((*embedded, "#")) for r in refs)
     assert all(s.startswith(embedded) for s in srcs)
     # static scatter, heatmap, mislabelled tile + clip, few-label curve, 3 cluster rows with a clip each,
-    # 3 example strips, 5 anomaly tiles, training curves
-    assert len(srcs) == 1 + 1 + 2 + 1 + 3 * 2 + 3 + 5 + 1
+    # 3 example strips, 5 anomaly tiles with a clip each, training curves
+    assert len(srcs) == 1 + 1 + 2 + 1 + 3 * 2 + 3 + 5 * 2 + 1
     # the map's data: a thumbnail per point and a sound clip per point whose recording exists (item 7's
-    # is missing), the mislabelled item's clip and one per cluster
+    # is missing), the mislabelled item's clip, one per cluster and one per anomaly
     assert page.count("data:image/jpeg;base64,") == N
-    assert page.count("data:audio/ogg;base64,") == N - 1 + 1 + 3
+    assert page.count("data:audio/ogg;base64,") == N - 1 + 1 + 3 + 5
 
 
 def test_hostile_strings_are_escaped(report: tuple[Path, str]) -> None:
@@ -200,6 +201,8 @@ def test_summary_metrics_and_skipped_tables(report: tuple[Path, str]) -> None:
         assert isinstance(value, float)
         assert f"<td>{key}</td><td class=num>{value:.4f}</td>" in metrics
     assert "<td>n_clusters</td><td class=num>3</td>" in metrics and "contingency" not in metrics
+    best = _section(page, "contingency")
+    assert "<td>chirp</td><td class=num>3</td><td>1</td><td class=num>0.75</td><td class=num>1.00</td>" in best
     skipped = _section(page, "skipped")
     assert skipped.count("<tr>") == 3  # header + the two skipped inputs
     assert "<td>broken.wav</td><td>row 100</td><td>call shorter than one frame</td>" in skipped

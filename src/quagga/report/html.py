@@ -316,12 +316,28 @@ def _contingency(metrics: Mapping[str, Any], items: pd.DataFrame) -> Markup:
         cross = pd.crosstab(labelled["label"], labelled["cluster"])
         labels, clusters, counts = list(cross.index), list(cross.columns), cross.to_numpy()
     png = figures.contingency_heatmap(labels, clusters, np.asarray(counts))
+    best = metrics.get("best_cluster_per_label") or []
+    per_label = (
+        _p("Each label's best cluster: the one holding most of its items.", "note")
+        + _table(
+            ["label", "items", "best cluster", "purity", "recall"],
+            [
+                (r["label"], r["n"], "noise" if r["cluster"] == -1 else r["cluster"],
+                 f"{r['purity']:.2f}", f"{r['recall']:.2f}")
+                for r in best
+            ],
+            numeric=["items", "purity", "recall"],
+        )
+        if best
+        else ""
+    )
     return Markup(
         _p(
             "Counts of items per human label (rows) and cluster (columns); colour is the share of the row.",
             "note",
         )
         + _img(png, "contingency table of labels and clusters")
+        + per_label
     )
 
 
@@ -407,34 +423,38 @@ def _examples(examples_path: Path | None, params: ReportParams, origin: str, cma
     return Markup("".join(parts)) if parts else _p(f"{examples_path.name} holds no known arrays.", "note")
 
 
-def _anomalies(store: TileStore, items: pd.DataFrame, params: ReportParams, origin: str, cmap: str) -> Markup:
+def _anomalies(
+    store: TileStore, items: pd.DataFrame, params: ReportParams, origin: str, cmap: str, source_root: Path | None
+) -> Markup:
     if "recon_error" not in items or items["recon_error"].isna().all():
         return _p("The latents table has no reconstruction errors.", "note")
     top = items.dropna(subset=["recon_error"]).nlargest(params.n_examples, "recon_error")
     tiles = _tiles(store, top["tile_row"])
+    clips = _clips(store, top["tile_row"].to_numpy(), source_root)
     rows = [
         (
             rank,
             _img(figures.tile_grid([tile[None]], origin, cmap, GALLERY_PX), f"item {r.item_id}", True),
+            _player(clip),
             r.item_id,
             r.label,
             r.source,
             "noise" if r.cluster == -1 else r.cluster,
             f"{r.recon_error:.4g}",
         )
-        for rank, (tile, r) in enumerate(zip(tiles, top.itertuples(), strict=True), start=1)
+        for rank, (tile, clip, r) in enumerate(zip(tiles, clips, top.itertuples(), strict=True), start=1)
     ]
+    columns = ["rank", "tile", "sound", "item_id", "label", "source", "cluster", "recon_error"]
+    if not any(clips):
+        columns.remove("sound")
+        rows = [row[:2] + row[3:] for row in rows]
     return Markup(
         _p(
             f"The {len(rows)} items the model reconstructs worst: candidates for rare call types, "
             "artefacts or segmentation errors.",
             "note",
         )
-        + _table(
-            ["rank", "tile", "item_id", "label", "source", "cluster", "recon_error"],
-            rows,
-            numeric=["rank", "recon_error"],
-        )
+        + _table(columns, rows, numeric=["rank", "recon_error"])
     )
 
 
@@ -581,7 +601,7 @@ def build_report(
         "few_labels": _few_labels(metrics),
         "gallery": _gallery(store, items, params, origin, cmap, source_root),
         "examples": _examples(Path(examples_path) if examples_path else None, params, origin, cmap),
-        "anomalies": _anomalies(store, items, params, origin, cmap),
+        "anomalies": _anomalies(store, items, params, origin, cmap, source_root),
         "training": _training(Path(training_curve_path) if training_curve_path else None),
         "skipped": _skipped(skipped),
     }
