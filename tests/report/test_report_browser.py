@@ -95,6 +95,7 @@ def test_hover_shows_the_tile_and_hostile_labels_stay_text(page) -> None:
     tile.wait_for(state="visible", timeout=5000)
     assert tile.get_attribute("src").startswith("data:image/jpeg;base64,")
     assert tile.evaluate("img => img.naturalWidth") == 64  # the thumbnail decoded
+    assert page.locator("img[alt=tile]").count() == 1  # one tooltip, never a stack
     assert page.get_by_text(HOSTILE_LABEL, exact=True).first.is_visible()  # shown as text, never run
     assert page.errors == []
 

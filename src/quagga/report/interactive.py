@@ -354,7 +354,7 @@ def interactive_map(
         nonselection_fill_alpha=0.15, nonselection_line_alpha=0.15,
     )
     plot.add_tools(
-        HoverTool(renderers=[points], tooltips=tooltip),
+        HoverTool(renderers=[points], tooltips=tooltip, limit=1),  # one tile, not a stack in dense clusters
         LassoSelectTool(renderers=[points]),
         BoxSelectTool(renderers=[points]),
     )
