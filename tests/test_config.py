@@ -97,3 +97,9 @@ def test_every_key_is_documented() -> None:
         keys |= set(section.get("properties", {}))
     missing = sorted(k for k in keys if f"`{k}`" not in doc)
     assert not missing, f"config/README.md lacks {missing}"
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "config").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_config_is_valid(path: Path) -> None:
+    config = load_config(path)
+    assert config["datasets"] and set(config["run_datasets"] or []) <= set(config["datasets"])
