@@ -1,0 +1,116 @@
+"""Image tiling speed and memory on real micrographs: every bccd box vs decoding the images alone.
+
+    .venv/bin/python bench/image_tiles.py [--config config/bccd.yaml] [--repeats 3]
+
+1. tiling: `iter_image_tiles` + `write_store` for the images dataset of the config (decoding, cropping,
+   normalising, morphology features, the store on disk), in a fresh process so its peak RSS is its own;
+2. the floor: decoding the same source images once each, in another fresh process.
+Both run ``--repeats`` times, interleaved; the medians are reported. Prints a table and ends with one
+JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _peak_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _image_params(config_path: Path, dataset: str | None) -> tuple[str, dict]:
+    from quagga.config import load_config, stage_section
+
+    config = load_config(config_path)
+    names = config["run_datasets"] or sorted(config["datasets"])
+    name = dataset or next(n for n in names if config["datasets"][n]["modality"] == "images")
+    return name, stage_section(config, name, "tiles")
+
+
+def _tile_job(section: dict, out: str, queue: mp.Queue) -> None:
+    from quagga.images import iter_image_tiles
+    from quagga.params import ImageParams, from_dict, to_dict
+    from quagga.tiles.store import TileStore, write_store
+
+    params = from_dict(ImageParams, section)
+    t0 = time.perf_counter()
+    n = write_store(out, iter_image_tiles(params, ROOT), to_dict(params.normalize), "images")
+    seconds = time.perf_counter() - t0
+    store = TileStore(out)
+    queue.put({
+        "tiles": n, "skipped": len(store.skipped), "images": int(store.index["source"].nunique()),
+        "seconds": seconds, "peak_mib": _peak_mib(),
+    })
+
+
+def _decode_job(sources: list[str], queue: mp.Queue) -> None:
+    from quagga.images.io import read_pixels
+
+    t0 = time.perf_counter()
+    pixels = sum(read_pixels(Path(s)).size for s in sources)
+    queue.put({"seconds": time.perf_counter() - t0, "pixels": pixels, "peak_mib": _peak_mib()})
+
+
+def _run(target, *args) -> dict:  # noqa: ANN001 - a process target
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=target, args=(*args, queue))
+    proc.start()
+    result = queue.get()
+    proc.join()
+    return result
+
+
+def _median(results: list[dict], key: str) -> dict:
+    return sorted(results, key=lambda r: r[key])[len(results) // 2]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", type=Path, default=ROOT / "config" / "bccd.yaml")
+    ap.add_argument("--dataset", help="dataset name in the config (default: its first images dataset)")
+    ap.add_argument("--repeats", type=int, default=3, help="tiling and decoding runs (the median is reported)")
+    args = ap.parse_args()
+    name, section = _image_params(args.config, args.dataset)
+    if not (ROOT / section["images"]).exists():
+        sys.exit(f"bench/image_tiles.py: images of {name} not found at {section['images']} "
+                 "(the shared data lives in ../shared/data)")
+    with tempfile.TemporaryDirectory() as tmp:
+        first = _run(_tile_job, section, str(Path(tmp) / "tiles"))
+        from quagga.tiles.store import TileStore
+
+        sources = sorted(TileStore(Path(tmp) / "tiles").index["source"].astype(str).unique())
+        sources = [str(ROOT / s) if not Path(s).is_absolute() else s for s in sources]
+        runs = [(first, _run(_decode_job, sources))]
+        runs += [(_run(_tile_job, section, str(Path(tmp) / f"tiles{i}")), _run(_decode_job, sources))
+                 for i in range(1, args.repeats)]
+    tiling = _median([r[0] for r in runs], "seconds")
+    floor = _median([r[1] for r in runs], "seconds")
+    ratio = tiling["seconds"] / floor["seconds"]
+    print(f"dataset {name}: {tiling['images']} images, {floor['pixels'] / 1e6:.0f} M pixel values")
+    print(f"{'step':<38}{'items':>8}{'seconds':>9}{'items/s':>9}{'peak MiB':>10}")
+    print(f"{'tiling (decode+crop+normalise+store)':<38}{tiling['tiles']:>8}{tiling['seconds']:>9.2f}"
+          f"{tiling['tiles'] / tiling['seconds']:>9.0f}{tiling['peak_mib']:>10.0f}")
+    print(f"{'floor: decode every image once':<38}{len(sources):>8}{floor['seconds']:>9.2f}"
+          f"{len(sources) / floor['seconds']:>9.0f}{floor['peak_mib']:>10.0f}")
+    print(f"tiling / decoding = {ratio:.2f}x; skipped {tiling['skipped']} (median of {args.repeats} runs)")
+    print(json.dumps({
+        "bench": "image_tiles", "dataset": name, "tiles": tiling["tiles"], "skipped": tiling["skipped"],
+        "images": tiling["images"], "tiling_s": round(tiling["seconds"], 3),
+        "tiles_per_s": round(tiling["tiles"] / tiling["seconds"], 1), "decode_s": round(floor["seconds"], 3),
+        "ratio_vs_decode": round(ratio, 3), "peak_mib_tiling": round(tiling["peak_mib"]),
+        "peak_mib_decode": round(floor["peak_mib"]),
+    }))
+
+
+if __name__ == "__main__":
+    main()
