@@ -17,27 +17,13 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
-import resource
 import sys
 import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _peak_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def _audio_params(config_path: Path, dataset: str | None) -> tuple[str, dict]:
-    from quagga.config import load_config, stage_section
-
-    config = load_config(config_path)
-    names = config["run_datasets"] or sorted(config["datasets"])
-    name = dataset or next(n for n in names if config["datasets"][n]["modality"] == "audio")
-    return name, stage_section(config, name, "tiles")
+from benchutil import ROOT, median, peak_mib, run_fresh, tiles_section
 
 
 def _warm_up(spec) -> None:  # noqa: ANN001 - SpectrogramParams
@@ -61,7 +47,7 @@ def _tile_job(section: dict, out: str, long_file: str | None, queue: mp.Queue) -
     t0 = time.perf_counter()
     n = write_store(out, iter_audio_tiles(params, ROOT), to_dict(params.spectrogram), "audio")
     seconds = time.perf_counter() - t0
-    queue.put({"tiles": n, "skipped": len(TileStore(out).skipped), "seconds": seconds, "peak_mib": _peak_mib()})
+    queue.put({"tiles": n, "skipped": len(TileStore(out).skipped), "seconds": seconds, "peak_mib": peak_mib()})
 
 
 def _stft_job(section: dict, queue: mp.Queue) -> None:
@@ -81,21 +67,11 @@ def _stft_job(section: dict, queue: mp.Queue) -> None:
     frames = sum(librosa.stft(y, n_fft=spec["n_fft"], hop_length=spec["hop_length"]).shape[1] for y in signals)
     stft_s = time.perf_counter() - t0
     queue.put({"files": len(files), "audio_s": sum(len(y) for y in signals) / spec["sample_rate"], "frames": frames,
-               "read_s": read_s, "stft_s": stft_s, "peak_mib": _peak_mib()})
+               "read_s": read_s, "stft_s": stft_s, "peak_mib": peak_mib()})
 
 
-def _run(target, *args) -> dict:  # noqa: ANN001 - a process target
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    proc = ctx.Process(target=target, args=(*args, queue))
-    proc.start()
-    result = queue.get()
-    proc.join()
-    return result
 
 
-def _median(results: list[dict], key: str) -> dict:
-    return sorted(results, key=lambda r: r[key])[len(results) // 2]
 
 
 def _write_long(section: dict, minutes: float, path: Path) -> float:
@@ -125,20 +101,20 @@ def main() -> None:
     ap.add_argument("--long-minutes", type=float, default=60.0)
     ap.add_argument("--repeats", type=int, default=3, help="tiling and STFT runs (the median is reported)")
     args = ap.parse_args()
-    name, section = _audio_params(args.config, args.dataset)
+    name, section = tiles_section(args.config, args.dataset, "audio")
     if not (ROOT / section["recordings"]).exists():
         sys.exit(f"bench/audio_tiles.py: recordings of {name} not found at {section['recordings']} "
                  "(the shared data lives in ../shared/data)")
     with tempfile.TemporaryDirectory() as tmp:
         # interleaved repeats, median of each: a 2-core machine's timings wander by tens of percent
-        runs = [(_run(_tile_job, section, str(Path(tmp) / "tiles"), None), _run(_stft_job, section))
+        runs = [(run_fresh(_tile_job, section, str(Path(tmp) / "tiles"), None), run_fresh(_stft_job, section))
                 for _ in range(args.repeats)]
-        tiling = _median([r[0] for r in runs], "seconds")
-        floor = _median([r[1] for r in runs], "stft_s")
+        tiling = median([r[0] for r in runs], "seconds")
+        floor = median([r[1] for r in runs], "stft_s")
         long = None
         if args.long_minutes > 0:
             long_audio_s = _write_long(section, args.long_minutes, Path(tmp) / "long.flac")
-            long = _run(_tile_job, section, str(Path(tmp) / "long_tiles"), str(Path(tmp) / "long.flac"))
+            long = run_fresh(_tile_job, section, str(Path(tmp) / "long_tiles"), str(Path(tmp) / "long.flac"))
             long["audio_s"] = long_audio_s
     ratio = tiling["seconds"] / floor["stft_s"]
     ratio_read = tiling["seconds"] / (floor["stft_s"] + floor["read_s"])

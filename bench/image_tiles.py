@@ -14,26 +14,12 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
-import resource
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _peak_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def _image_params(config_path: Path, dataset: str | None) -> tuple[str, dict]:
-    from quagga.config import load_config, stage_section
-
-    config = load_config(config_path)
-    names = config["run_datasets"] or sorted(config["datasets"])
-    name = dataset or next(n for n in names if config["datasets"][n]["modality"] == "images")
-    return name, stage_section(config, name, "tiles")
+from benchutil import ROOT, median, peak_mib, run_fresh, tiles_section
 
 
 def _tile_job(section: dict, out: str, queue: mp.Queue) -> None:
@@ -48,7 +34,7 @@ def _tile_job(section: dict, out: str, queue: mp.Queue) -> None:
     store = TileStore(out)
     queue.put({
         "tiles": n, "skipped": len(store.skipped), "images": int(store.index["source"].nunique()),
-        "seconds": seconds, "peak_mib": _peak_mib(),
+        "seconds": seconds, "peak_mib": peak_mib(),
     })
 
 
@@ -57,21 +43,11 @@ def _decode_job(sources: list[str], queue: mp.Queue) -> None:
 
     t0 = time.perf_counter()
     pixels = sum(read_pixels(Path(s)).size for s in sources)
-    queue.put({"seconds": time.perf_counter() - t0, "pixels": pixels, "peak_mib": _peak_mib()})
+    queue.put({"seconds": time.perf_counter() - t0, "pixels": pixels, "peak_mib": peak_mib()})
 
 
-def _run(target, *args) -> dict:  # noqa: ANN001 - a process target
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    proc = ctx.Process(target=target, args=(*args, queue))
-    proc.start()
-    result = queue.get()
-    proc.join()
-    return result
 
 
-def _median(results: list[dict], key: str) -> dict:
-    return sorted(results, key=lambda r: r[key])[len(results) // 2]
 
 
 def main() -> None:
@@ -80,21 +56,21 @@ def main() -> None:
     ap.add_argument("--dataset", help="dataset name in the config (default: its first images dataset)")
     ap.add_argument("--repeats", type=int, default=3, help="tiling and decoding runs (the median is reported)")
     args = ap.parse_args()
-    name, section = _image_params(args.config, args.dataset)
+    name, section = tiles_section(args.config, args.dataset, "images")
     if not (ROOT / section["images"]).exists():
         sys.exit(f"bench/image_tiles.py: images of {name} not found at {section['images']} "
                  "(the shared data lives in ../shared/data)")
     with tempfile.TemporaryDirectory() as tmp:
-        first = _run(_tile_job, section, str(Path(tmp) / "tiles"))
+        first = run_fresh(_tile_job, section, str(Path(tmp) / "tiles"))
         from quagga.tiles.store import TileStore
 
         sources = sorted(TileStore(Path(tmp) / "tiles").index["source"].astype(str).unique())
         sources = [str(ROOT / s) if not Path(s).is_absolute() else s for s in sources]
-        runs = [(first, _run(_decode_job, sources))]
-        runs += [(_run(_tile_job, section, str(Path(tmp) / f"tiles{i}")), _run(_decode_job, sources))
+        runs = [(first, run_fresh(_decode_job, sources))]
+        runs += [(run_fresh(_tile_job, section, str(Path(tmp) / f"tiles{i}")), run_fresh(_decode_job, sources))
                  for i in range(1, args.repeats)]
-    tiling = _median([r[0] for r in runs], "seconds")
-    floor = _median([r[1] for r in runs], "seconds")
+    tiling = median([r[0] for r in runs], "seconds")
+    floor = median([r[1] for r in runs], "seconds")
     ratio = tiling["seconds"] / floor["seconds"]
     print(f"dataset {name}: {tiling['images']} images, {floor['pixels'] / 1e6:.0f} M pixel values")
     print(f"{'step':<38}{'items':>8}{'seconds':>9}{'items/s':>9}{'peak MiB':>10}")

@@ -35,8 +35,7 @@ from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from quagga.models.losses import autoencoder_terms
-from quagga.models.train import resolve_precision
-from quagga.models.vae import TileAutoencoder
+from quagga.models.train import build_model, resolve_precision
 from quagga.params import TrainParams
 from quagga.tiles.dataset import TileDataModule, split_indices
 from quagga.tiles.store import TileStore
@@ -82,18 +81,6 @@ class AvaVAE(nn.Module):
 
     def reconstruct(self, x: Tensor) -> Tensor:
         return torch.sigmoid(self.upsample(self.project(self.encode(x)[0]).view(-1, 32, 16, 16)))
-
-
-def ours(tile_size: int, params: TrainParams) -> TileAutoencoder:
-    return TileAutoencoder(
-        tile_size=tile_size,
-        latent_dim=params.latent_dim,
-        base_channels=params.base_channels,
-        depth=params.depth,
-        model=params.model,
-        beta=params.beta,
-        recon_loss=params.recon_loss,
-    )
 
 
 def matmul_flops(dtype: torch.dtype, n: int = 2048, trials: int = 3) -> float:
@@ -224,7 +211,7 @@ def main() -> None:
                 model = model.to(memory_format=torch.channels_last)
             batch_size, autocast, clip = 128, False, None
         else:
-            model = ours(store.tile_size, recipe)
+            model = build_model(recipe, store.tile_size)
             batch_size, autocast, clip = recipe.batch_size, precision == "bf16-mixed", recipe.gradient_clip_val
         flops[name] = flops_per_sample(model, store.tile_size, autocast)
         trainings[name] = TimedTraining(model, train, batch_size, autocast, clip, args.seed)

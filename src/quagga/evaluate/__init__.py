@@ -17,7 +17,7 @@ from quagga.evaluate.agreement import (
     likely_mislabelled,
 )
 from quagga.evaluate.few_labels import few_label_curve, pixel_pca
-from quagga.params import EvaluateParams
+from quagga.params import EvaluateParams, to_dict
 from quagga.tiles.store import TileStore
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ def evaluate_dataset(
     if latents_path is not None and params.few_label_repeats and labelled["label"].nunique() >= 2:
         metrics["few_label_curve"] = _curve(store, labelled, Path(latents_path), params).to_dict(orient="records")
     metrics["n_skipped"] = len(store.skipped)
-    metrics["evaluate_params"] = {k: getattr(params, k) for k in params.__dataclass_fields__}
+    metrics["evaluate_params"] = to_dict(params)
     return metrics
 
 
@@ -60,7 +60,7 @@ def _curve(store: TileStore, labelled: pd.DataFrame, latents_path: Path, params:
     if len(items) > params.few_label_max_items:
         items = items.sample(params.few_label_max_items, random_state=params.seed)
     z = latents.loc[items["item_id"]].filter(regex=r"^z_\d+$").to_numpy(dtype=np.float32)
-    rows = store.index.reset_index(drop=True).reset_index().set_index("item_id").loc[items["item_id"], "index"]
+    rows = pd.Series(np.arange(len(store.index)), index=store.index["item_id"]).loc[items["item_id"]]
     pixels = pixel_pca(store.tiles, rows.to_numpy(), z.shape[1])
     log.info("few-label curve on %d items (%d-D latents vs pixel PCA)", len(items), z.shape[1])
     return few_label_curve(

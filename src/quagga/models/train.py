@@ -64,6 +64,31 @@ _QUIET = (
 )
 
 
+def build_model(
+    params: TrainParams,
+    tile_size: int,
+    tile_params: dict[str, Any] | None = None,
+    val_split: dict[str, Any] | None = None,
+) -> TileAutoencoder:
+    """The autoencoder a training recipe describes, for tiles of ``tile_size``."""
+    return TileAutoencoder(
+        tile_size=tile_size,
+        latent_dim=params.latent_dim,
+        base_channels=params.base_channels,
+        depth=params.depth,
+        model=params.model,
+        beta=params.beta,
+        kl_warmup_epochs=params.kl_warmup_epochs,
+        recon_loss=params.recon_loss,
+        learning_rate=params.learning_rate,
+        denoise_noise_std=params.denoise_noise_std,
+        denoise_mask_fraction=params.denoise_mask_fraction,
+        augment=params.augment,
+        tile_params=tile_params,
+        val_split=val_split,
+    )
+
+
 class StepSeed(Callback):
     """Reseed torch from ``(seed, global step, rank)`` before every training batch.
 
@@ -88,19 +113,9 @@ def train_model(store_dir: Path, params: TrainParams, out_dir: Path) -> Path:
     L.seed_everything(params.seed, workers=True)
     data = TileDataModule(store_dir, params.batch_size, params.val_fraction, params.seed, params.num_workers)
     store = data.store
-    model = TileAutoencoder(
-        tile_size=store.tile_size,
-        latent_dim=params.latent_dim,
-        base_channels=params.base_channels,
-        depth=params.depth,
-        model=params.model,
-        beta=params.beta,
-        kl_warmup_epochs=params.kl_warmup_epochs,
-        recon_loss=params.recon_loss,
-        learning_rate=params.learning_rate,
-        denoise_noise_std=params.denoise_noise_std,
-        denoise_mask_fraction=params.denoise_mask_fraction,
-        augment=params.augment,
+    model = build_model(
+        params,
+        store.tile_size,
         tile_params=store.tile_params,
         val_split={"n_items": len(store), "val_fraction": params.val_fraction, "seed": params.seed},
     )

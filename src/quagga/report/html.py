@@ -185,12 +185,17 @@ def _tiles(store: TileStore, rows: Sequence[int]) -> np.ndarray:
     return np.asarray(store.tiles[np.asarray(rows, dtype=int), 0], dtype=np.float32)
 
 
-def _clips(store: TileStore, rows: Sequence[int], source_root: Path | None) -> list[str]:
-    """Ogg clip data URIs of the audio items at tile ``rows`` ('' each for images or without audio)."""
-    if source_root is None or not {"source", "onset_s", "offset_s"} <= set(store.index.columns):
-        return [""] * len(rows)
+def _has_audio(store: TileStore, source_root: Path | None) -> bool:
+    return source_root is not None and {"source", "onset_s", "offset_s"} <= set(store.index.columns)
+
+
+def _clips(store: TileStore, rows: Sequence[int], source_root: Path | None) -> tuple[list[str], list[str]]:
+    """Ogg clip data URIs of the audio items at tile ``rows`` ('' each for images or without audio),
+    and the problems met (one per unreadable recording)."""
+    if source_root is None or not _has_audio(store, source_root):
+        return [""] * len(rows), []
     times = store.index.iloc[np.asarray(rows, dtype=int)][["source", "onset_s", "offset_s"]]
-    return interactive.audio_clips(times.reset_index(drop=True), Path(source_root))[0]
+    return interactive.audio_clips(times.reset_index(drop=True), Path(source_root))
 
 
 def _player(clip: str) -> Markup | str:
@@ -291,9 +296,8 @@ def _embedding(
     thumbs = [interactive.thumbnail_uri(tile, origin) for tile in _tiles(store, shown["tile_row"].tolist())]
     clips, crops, problems = None, None, []
     rows = shown["tile_row"].to_numpy()
-    if source_root is not None and {"onset_s", "offset_s"} <= set(store.index.columns):
-        timing = store.index[["onset_s", "offset_s"]].iloc[rows].reset_index(drop=True)
-        clips, problems = interactive.audio_clips(pd.concat([shown[["source"]], timing], axis=1), source_root)
+    if _has_audio(store, source_root):
+        clips, problems = _clips(store, rows, source_root)
     elif source_root is not None and {"xmin", "ymin", "xmax", "ymax"} <= set(store.index.columns):
         boxes = store.index[["xmin", "ymin", "xmax", "ymax"]].iloc[rows].reset_index(drop=True)
         crops, problems = interactive.image_crops(pd.concat([shown[["source"]], boxes], axis=1), source_root)
@@ -351,7 +355,7 @@ def _gallery(
         (cluster, group, group.sort_values(["probability", "item_id"], ascending=[False, True]))
         for cluster, group in clustered.groupby("cluster", sort=True)
     ]
-    clips = _clips(store, [ranked["tile_row"].iloc[0] for _, _, ranked in groups], source_root)
+    clips, _ = _clips(store, [ranked["tile_row"].iloc[0] for _, _, ranked in groups], source_root)
     rows = []
     for (cluster, group, ranked), clip in zip(groups, clips, strict=True):
         best = ranked.head(params.n_examples)
@@ -430,7 +434,7 @@ def _anomalies(
         return _p("The latents table has no reconstruction errors.", "note")
     top = items.dropna(subset=["recon_error"]).nlargest(params.n_examples, "recon_error")
     tiles = _tiles(store, top["tile_row"])
-    clips = _clips(store, top["tile_row"].to_numpy(), source_root)
+    clips, _ = _clips(store, top["tile_row"].to_numpy(), source_root)
     rows = [
         (
             rank,
@@ -482,7 +486,7 @@ def _mislabelled(
     )
     if top.empty:
         return intro
-    clips = _clips(store, top["tile_row"].to_numpy(), source_root)
+    clips, _ = _clips(store, top["tile_row"].to_numpy(), source_root)
     tiles = _tiles(store, top["tile_row"])
     rows = [
         (

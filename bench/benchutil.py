@@ -1,0 +1,41 @@
+"""What the tiling benchmarks share: the dataset section of a config, fresh-process runs, medians."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import resource
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def peak_mib() -> float:
+    """This process's peak resident memory."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def tiles_section(config_path: Path, dataset: str | None, modality: str) -> tuple[str, dict]:
+    """Name and validated tiles section of ``dataset`` (default: the config's first of ``modality``)."""
+    from quagga.config import load_config, stage_section
+
+    config = load_config(config_path)
+    names = config["run_datasets"] or sorted(config["datasets"])
+    name = dataset or next(n for n in names if config["datasets"][n]["modality"] == modality)
+    return name, stage_section(config, name, "tiles")
+
+
+def run_fresh(target: Callable[..., None], *args: object) -> dict:
+    """``target(*args, queue)`` in a fresh (spawned) process, so its peak memory is its own; its result."""
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=target, args=(*args, queue))
+    proc.start()
+    result = queue.get()
+    proc.join()
+    return result
+
+
+def median(results: list[dict], key: str) -> dict:
+    """The run whose ``key`` is the median (2-core timings wander by tens of percent)."""
+    return sorted(results, key=lambda r: r[key])[len(results) // 2]
