@@ -113,16 +113,38 @@ class NormalizeParams:
 
 
 @dataclass(frozen=True)
+class DetectParams:
+    """Automatic particle detection in field images without boxes (images.input: segment)."""
+
+    channel: str | None = None  # None: images.channel
+    background_sigma_px: float = 50.0  # Gaussian background estimate subtracted first (0: none)
+    threshold: str = "otsu"  # otsu | li | triangle | yen
+    polarity: str = "auto"  # auto | dark | bright
+    open_px: int = 2  # opening radius: removes specks and thin bridges
+    fill_holes: bool = True
+    split_touching: bool = False  # watershed on the distance transform
+    split_min_distance_px: int = 15
+    grow_px: int = 0  # dilate each particle mask (e.g. to include a pale rim)
+    min_area_px: int = 50
+    max_area_px: int | None = None
+    border: str = "keep"  # keep | drop particles that touch the image edge
+    label_min_iou: float = 0.5  # with a box table: a particle takes the label of a box it overlaps this much
+
+
+@dataclass(frozen=True)
 class ImageParams:
     """Where the images and their labels or boxes are."""
 
-    input: str = "single"  # single: one particle per image | boxes: field images + box table
+    input: str = "single"  # single: one particle per image | boxes: field images + box table | segment
     images: str = "data/demo/images/particles"
     labels: str | None = "data/demo/images/particles/labels.csv"  # single: file,label
-    boxes: str | None = None  # boxes: image,label,xmin,ymin,xmax,ymax
-    channel: str = "luminance"  # luminance | red | green | blue
+    boxes: str | None = None  # boxes: image,label,xmin,ymin,xmax,ymax (segment: optional, for labels)
+    channel: str = "luminance"  # luminance | red | green | blue | hematoxylin | eosin
+    page: int = 0  # page of a multi-page TIFF
+    max_megapixels: float = 100.0  # larger images are refused from their header, before decoding
     single_crop: str = "particle"  # single: tile the located particle | the whole image
     normalize: NormalizeParams = field(default_factory=NormalizeParams)
+    detect: DetectParams = field(default_factory=DetectParams)
 
 
 @dataclass(frozen=True)
@@ -205,4 +227,5 @@ _NESTED: dict[tuple[str, str], type] = {
     ("AudioParams", "spectrogram"): SpectrogramParams,
     ("AudioParams", "segment"): SegmentParams,
     ("ImageParams", "normalize"): NormalizeParams,
+    ("ImageParams", "detect"): DetectParams,
 }
