@@ -21,7 +21,8 @@ def _split(spec: str) -> tuple[str, str]:
 
 def test_environment_matches_pyproject() -> None:
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    wanted = dict(_split(s) for s in project["dependencies"] + project["optional-dependencies"]["test"])
+    extras = project["optional-dependencies"]
+    wanted = dict(_split(s) for s in project["dependencies"] + extras["test"] + extras["hpc"])
     env = yaml.safe_load((REPO / "environment.yml").read_text())
     conda = dict(_split(d) for d in env["dependencies"] if isinstance(d, str) and not d.startswith(("python", "pip")))
     expected = {CONDA_NAME.get(name, name): version for name, version in wanted.items()}
