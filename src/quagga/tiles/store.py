@@ -15,7 +15,7 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,10 +62,13 @@ def write_store(
     tile_params: dict[str, Any],
     modality: str,
     dtype: str = "float16",
+    extra: Callable[[Path, pd.DataFrame], None] | None = None,
 ) -> int:
     """Stream ``items`` into a new store at ``out_dir``; return the number of tiles written.
 
-    Raises StoreError if no tile at all could be made (the skipped reasons are in the message).
+    ``extra(folder, index)`` may add files derived from the index; it runs before the store is moved
+    into place, so they appear together with it or not at all. Raises StoreError if no tile at all
+    could be made (the skipped reasons are in the message).
     """
     out_dir = Path(out_dir)
     tmp = out_dir.with_name(out_dir.name + f".tmp-{os.getpid()}")
@@ -114,6 +117,8 @@ def write_store(
         "quagga_version": __version__,
     }
     (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
+    if extra is not None:
+        extra(tmp, index)
     if out_dir.exists():
         shutil.rmtree(out_dir)
     tmp.rename(out_dir)
