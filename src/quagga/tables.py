@@ -6,8 +6,10 @@ made a table ride along in its parquet metadata, so a figure can always be trace
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,17 +22,33 @@ from quagga import __version__
 _META_KEY = b"quagga"
 
 
-def write_table(df: pd.DataFrame, path: str | Path, params: dict[str, Any] | None = None) -> None:
-    """Write ``df`` to ``path`` (temp file + rename: a reader never sees a partial table)."""
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """A temporary name next to ``path`` to write to; renamed to ``path`` only if the block succeeds.
+
+    On any failure (a full disk, a kill signal turned into an exception) the partial file is removed, so
+    ``path`` is either the old complete file or the new complete file, never half of one. A process killed
+    outright (SIGKILL) can leave a ``.<name>.tmp-<pid>`` behind; no step reads such names.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_table(df: pd.DataFrame, path: str | Path, params: dict[str, Any] | None = None) -> None:
+    """Write ``df`` to ``path`` (temp file + rename: a reader never sees a partial table)."""
     table = pa.Table.from_pandas(df, preserve_index=False)
     meta = dict(table.schema.metadata or {})
     meta[_META_KEY] = json.dumps({"params": params or {}, "quagga_version": __version__}).encode()
     table = table.replace_schema_metadata(meta)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
 
 
 def read_table_params(path: str | Path) -> dict[str, Any]:
@@ -41,8 +59,6 @@ def read_table_params(path: str | Path) -> dict[str, Any]:
 
 def write_json(obj: Any, path: str | Path) -> None:
     """Atomic JSON write (sidecars, metrics)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=2, default=str))
-    os.replace(tmp, path)
+    text = json.dumps(obj, indent=2, default=str)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)

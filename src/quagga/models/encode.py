@@ -7,7 +7,6 @@ tiles. The checkpoint is read with ``weights_only=True``: tensors and plain cont
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +15,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from quagga.models.vae import TileAutoencoder
-from quagga.tables import write_table
+from quagga.tables import atomic_path, write_table
 from quagga.tiles.dataset import TileDataset, split_indices
 from quagga.tiles.store import StoreError, TileStore
 
@@ -137,9 +136,6 @@ def write_examples(
             "held_out": np.array(candidates is not None),
         }
     arrays = {k: v.float().cpu().numpy() if isinstance(v, torch.Tensor) else v for k, v in arrays.items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as fh:
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         np.savez_compressed(fh, **arrays)
-    os.replace(tmp, path)
     log.info("wrote %d examples to %s", n, path)

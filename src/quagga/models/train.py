@@ -11,7 +11,6 @@ import datetime
 import hashlib
 import json
 import logging
-import os
 import platform
 import re
 import shutil
@@ -30,7 +29,7 @@ from lightning.pytorch.loggers import CSVLogger
 from quagga import __version__
 from quagga.models.vae import TileAutoencoder
 from quagga.params import TrainParams, to_dict
-from quagga.tables import write_json
+from quagga.tables import atomic_path, write_json
 from quagga.tiles.dataset import TileDataModule
 from quagga.tiles.store import TileStore
 
@@ -170,9 +169,8 @@ def train_model(store_dir: Path, params: TrainParams, out_dir: Path) -> Path:
             f"training wrote no checkpoint in {ckpt_dir} (did max_time_s end the first epoch?)"
         )
     target = out_dir / "vae.ckpt"
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    shutil.copyfile(best, tmp)
-    os.replace(tmp, target)
+    with atomic_path(target) as tmp:
+        shutil.copyfile(best, tmp)
     metrics = _write_metrics(out_dir / "logs", out_dir / "metrics.csv")
     best_score = None if checkpoint.best_model_score is None else float(checkpoint.best_model_score)
     write_json(
@@ -261,9 +259,8 @@ def _write_metrics(log_dir: Path, out_path: Path) -> pd.DataFrame:
     table = pd.DataFrame({"epoch": per_epoch["epoch"].astype(int)})
     for source, name in METRIC_COLUMNS.items():
         table[name] = per_epoch.get(source, np.nan)
-    tmp = out_path.with_name(f".{out_path.name}.tmp-{os.getpid()}")
-    table.to_csv(tmp, index=False)
-    os.replace(tmp, out_path)
+    with atomic_path(out_path) as tmp:
+        table.to_csv(tmp, index=False)
     return table
 
 

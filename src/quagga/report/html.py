@@ -13,7 +13,6 @@ import html
 import json
 import logging
 import math
-import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ import pyarrow.parquet as pq
 from quagga import __version__
 from quagga.params import ReportParams
 from quagga.report import figures, interactive
+from quagga.tables import atomic_path
 from quagga.tiles.store import TileStore
 
 log = logging.getLogger(__name__)
@@ -612,8 +612,8 @@ def build_report(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "index.html"
-    tmp = out_dir / f".index.html.tmp-{os.getpid()}"
-    tmp.write_text(_page(dataset, sections, head), encoding="utf-8")
-    os.replace(tmp, path)
+    page = _page(dataset, sections, head)
+    with atomic_path(path) as tmp:
+        tmp.write_text(page, encoding="utf-8")
     log.info("wrote %s (%.0f kB)", path, path.stat().st_size / 1024)
     return path

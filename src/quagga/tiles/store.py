@@ -71,9 +71,33 @@ def write_store(
     could be made (the skipped reasons are in the message).
     """
     out_dir = Path(out_dir)
+    for stale in out_dir.parent.glob(f"{out_dir.name}.tmp-*"):  # left by a killed run
+        log.warning("removing %s, the partial store of an interrupted run", stale)
+        shutil.rmtree(stale, ignore_errors=True)
     tmp = out_dir.with_name(out_dir.name + f".tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
+    try:
+        n = _write_into(tmp, out_dir, items, tile_params, modality, dtype, extra)
+    except BaseException:  # a full disk, a bad tile, Ctrl-C: no partial store is left behind
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    tmp.rename(out_dir)
+    log.info("wrote %d tiles to %s", n, out_dir)
+    return n
+
+
+def _write_into(
+    tmp: Path,
+    out_dir: Path,
+    items: Iterable[TileItem | Skipped],
+    tile_params: dict[str, Any],
+    modality: str,
+    dtype: str,
+    extra: Callable[[Path, pd.DataFrame], None] | None,
+) -> int:
+    """Everything of a store into the folder ``tmp``; returns the number of tiles."""
     rows: list[dict[str, Any]] = []
     skipped: list[Skipped] = []
     seen: set[str] = set()
@@ -102,7 +126,6 @@ def write_store(
     skipped_df.to_csv(tmp / SKIPPED_FILE, index=False)
     if not rows:
         reasons = "; ".join(f"{s.source}: {s.reason}" for s in skipped[:10]) or "no inputs found"
-        shutil.rmtree(tmp, ignore_errors=True)
         raise StoreError(f"no usable items for {out_dir}: {reasons}")
     index = pd.DataFrame(rows)
     if "label" in index:
@@ -119,10 +142,7 @@ def write_store(
     (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
     if extra is not None:
         extra(tmp, index)
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    tmp.rename(out_dir)
-    log.info("wrote %d tiles (%d skipped) to %s", len(rows), len(skipped), out_dir)
+    log.info("%d tiles, %d inputs skipped", len(rows), len(skipped))
     return len(rows)
 
 
