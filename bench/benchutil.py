@@ -7,6 +7,8 @@ import resource
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -39,3 +41,19 @@ def run_fresh(target: Callable[..., None], *args: object) -> dict:
 def median(results: list[dict], key: str) -> dict:
     """The run whose ``key`` is the median (2-core timings wander by tens of percent)."""
     return sorted(results, key=lambda r: r[key])[len(results) // 2]
+
+
+def knn_scores(features: np.ndarray, labels: np.ndarray, seed: int) -> dict[str, float]:
+    """kNN (k=5) accuracy and balanced accuracy, stratified 5-fold cross-validation (scikit-learn)."""
+    from sklearn.model_selection import StratifiedKFold, cross_validate
+    from sklearn.neighbors import KNeighborsClassifier
+
+    folds = StratifiedKFold(5, shuffle=True, random_state=seed)
+    scores = cross_validate(
+        KNeighborsClassifier(5), features, labels, cv=folds, scoring=["accuracy", "balanced_accuracy"]
+    )
+    return {
+        "accuracy": round(float(scores["test_accuracy"].mean()), 4),
+        "accuracy_sd": round(float(scores["test_accuracy"].std()), 4),
+        "balanced_accuracy": round(float(scores["test_balanced_accuracy"].mean()), 4),
+    }

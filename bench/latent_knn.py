@@ -19,25 +19,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import StratifiedKFold, cross_validate
-from sklearn.neighbors import KNeighborsClassifier
+from benchutil import ROOT, knn_scores
 
 from quagga.evaluate.few_labels import pixel_pca
 from quagga.tiles.store import TileStore
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def knn_scores(features: np.ndarray, labels: np.ndarray, seed: int) -> dict[str, float]:
-    folds = StratifiedKFold(5, shuffle=True, random_state=seed)
-    scores = cross_validate(
-        KNeighborsClassifier(5), features, labels, cv=folds, scoring=["accuracy", "balanced_accuracy"]
-    )
-    return {
-        "accuracy": round(float(scores["test_accuracy"].mean()), 4),
-        "accuracy_sd": round(float(scores["test_accuracy"].std()), 4),
-        "balanced_accuracy": round(float(scores["test_balanced_accuracy"].mean()), 4),
-    }
 
 
 def main() -> None:

@@ -239,6 +239,35 @@ class ParametricUMAP:
         return head, tail, graph.data[keep].astype(np.float64)
 
 
+def _latent_matrix(latents: pd.DataFrame) -> np.ndarray:
+    z_cols = [c for c in latents.columns if c.startswith("z_")]
+    if not z_cols:
+        raise ValueError(f"latents table has no z_* columns (columns: {list(latents.columns)})")
+    return latents[z_cols].to_numpy(dtype=np.float32)
+
+
+def _umap(params: EmbedParams, n_components: int, min_dist: float) -> ParametricUMAP:
+    return ParametricUMAP(
+        n_components=n_components, min_dist=min_dist, n_neighbors=params.n_neighbors, metric=params.metric,
+        epochs=params.epochs, batch_size=params.batch_size, negative_sample_rate=params.negative_sample_rate,
+        learning_rate=params.learning_rate, hidden=params.hidden, seed=params.seed,
+    )
+
+
+def cluster_space(latents: pd.DataFrame, params: EmbedParams) -> tuple[pd.DataFrame, ParametricUMAP]:
+    """Only the ``cluster_dims``-D map (min_dist ``cluster_min_dist``): item_id and u_* columns, and the model.
+
+    What HDBSCAN clusters; refit alone e.g. with other seeds to measure how stable the clusters are.
+    """
+    X = _latent_matrix(latents)
+    model = _umap(params, params.cluster_dims, params.cluster_min_dist).fit(X)
+    u = model.transform(X)
+    table = pd.DataFrame({"item_id": latents["item_id"].to_numpy()})
+    for i in range(u.shape[1]):
+        table[f"u_{i}"] = u[:, i]
+    return table, model
+
+
 def embed_latents(
     latents: pd.DataFrame, params: EmbedParams
 ) -> tuple[pd.DataFrame, ParametricUMAP, ParametricUMAP]:
@@ -247,20 +276,8 @@ def embed_latents(
     Clustering runs in more dimensions with min_dist ~0 because a 2-D map squeezes clusters together and
     a positive min_dist spreads them out; the 2-D map is for the eye only.
     """
-    z_cols = [c for c in latents.columns if c.startswith("z_")]
-    if not z_cols:
-        raise ValueError(f"latents table has no z_* columns (columns: {list(latents.columns)})")
-    X = latents[z_cols].to_numpy(dtype=np.float32)
-    shared = {
-        "n_neighbors": params.n_neighbors, "metric": params.metric, "epochs": params.epochs,
-        "batch_size": params.batch_size, "negative_sample_rate": params.negative_sample_rate,
-        "learning_rate": params.learning_rate, "hidden": params.hidden, "seed": params.seed,
-    }
-    map2d = ParametricUMAP(n_components=2, min_dist=params.min_dist, **shared).fit(X)
-    map_nd = ParametricUMAP(n_components=params.cluster_dims, min_dist=params.cluster_min_dist, **shared)
-    map_nd.fit(X)
-    xy, u = map2d.transform(X), map_nd.transform(X)
+    map2d = _umap(params, 2, params.min_dist).fit(_latent_matrix(latents))
+    space, map_nd = cluster_space(latents, params)
+    xy = map2d.transform(_latent_matrix(latents))
     table = pd.DataFrame({"item_id": latents["item_id"].to_numpy(), "x": xy[:, 0], "y": xy[:, 1]})
-    for i in range(u.shape[1]):
-        table[f"u_{i}"] = u[:, i]
-    return table, map2d, map_nd
+    return pd.concat([table, space.drop(columns="item_id")], axis=1), map2d, map_nd

@@ -1,0 +1,326 @@
+"""Does quagga recover the human labels? Its default pipeline against the AVGN method, in the same run.
+
+    .venv/bin/python bench/quality.py DATA_DIR [--config config/NAME.yaml] [--results results] [--seeds 3]
+
+DATA_DIR is laid out like the shared sets:
+
+- audio: ``annotations.csv`` with ``wav_file, onset_s, offset_s, label`` (paths relative to DATA_DIR);
+- images: ``labels.csv`` with ``file, label`` (one particle per image), or ``boxes.csv`` with
+  ``image, label, xmin, ymin, xmax, ymax`` (field images), paths relative to DATA_DIR.
+
+The bench writes a config for the folder (dataset name = the folder's name) and runs quagga's default
+pipeline on it with Snakemake, up to the clusters: ``<results>/<name>/`` (a finished stage whose inputs,
+parameters and code are unchanged is not redone, so a second call only re-measures). Dataset-specific
+settings (spectrogram parameters, image normalisation, training length) come from ``--config`` or, when
+it is not given, from ``config/<name>.yaml`` if that file exists; only the data paths are replaced.
+The embed/cluster settings are quagga's defaults unless that file sets them.
+
+Then, in the same invocation:
+
+- **audio**: the AVGN method (Sainburg et al. 2020) re-implemented here, on the same syllables.
+  *naive*: per-syllable log-mel spectrograms, each min-max normalised, padded to the longest syllable and
+  flattened; umap-learn UMAP to 2-D (n_neighbors 15, min_dist 0.1); HDBSCAN with min_cluster_size 1 %.
+  *tuned*: the same spectrograms clipped to fixed dB bounds for every syllable (the 20th and 99.9th
+  percentile of all syllables' dB, label-free), UMAP n_neighbors 30 / min_dist 0 in 10-D, and HDBSCAN's
+  min_cluster_size among 0.5/1/2/4 % chosen by the highest DBCV (hdbscan's ``relative_validity_``).
+- **images**: balanced kNN accuracy (k=5, stratified 5-fold) on the latents against the same classifier
+  on the raw pixels' PCA (as many components as latent dims, fitted without labels).
+- **seed stability** (``--seeds N``, default 3): the n-D ParametricUMAP (graph, initial weights, edge
+  sampling) and the cluster stage (with its label-free selection) rerun with seeds 1..N-1 on the same
+  latents; ARI between every pair of clusterings. The autoencoder is not retrained.
+
+Every agreement figure counts HDBSCAN's noise as its own cluster. Ends with one JSON line: quagga's
+figures at the top level, the baselines' under ``baselines``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+from benchutil import ROOT, knn_scores
+from sklearn.metrics import adjusted_rand_score
+
+from quagga.config import load_config, stage_section
+from quagga.embed.cluster import cluster_embedding
+from quagga.embed.parametric_umap import cluster_space
+from quagga.evaluate.agreement import label_agreement
+from quagga.evaluate.few_labels import pixel_pca
+from quagga.params import ClusterParams, EmbedParams, from_dict
+from quagga.tables import read_table_params
+from quagga.tiles.store import TileStore
+
+FIGURES = ("homogeneity", "completeness", "v_measure", "ari", "noise_fraction", "n_clusters")
+AVGN_MCS = (0.005, 0.01, 0.02, 0.04)  # tuned AVGN: min_cluster_size candidates, chosen by DBCV
+
+
+# ---------------------------------------------------------------------------------------------- config
+def layout(data_dir: Path) -> tuple[str, str]:
+    """Modality and table of a data folder: ('audio', annotations.csv), ('images', labels.csv | boxes.csv)."""
+    for name, modality in (("annotations.csv", "audio"), ("boxes.csv", "images"), ("labels.csv", "images")):
+        if (data_dir / name).is_file():
+            return modality, name
+    sys.exit(f"{data_dir}: no annotations.csv (audio), boxes.csv or labels.csv (images)")
+
+
+def _rel(path: Path) -> str:
+    """A path as the config writes it: relative to the repository when possible (the workflow runs there),
+    so a config written by hand for the same folder gives the same parameters (and reuses its results)."""
+    return os.path.relpath(path.resolve(), ROOT)
+
+
+def build_config(data_dir: Path, name: str, base: Path | None, results: Path) -> dict:
+    """A one-dataset workflow config for ``data_dir``: ``base``'s dataset settings, the folder's paths."""
+    modality, table = layout(data_dir)
+    dataset: dict = {}
+    top: dict = {}
+    if base is not None:
+        raw = yaml.safe_load(base.read_text()) or {}
+        datasets = raw.get("datasets", {})
+        if name in datasets:
+            dataset = datasets[name]
+        elif len(datasets) == 1:
+            dataset = next(iter(datasets.values()))
+        top = {k: raw[k] for k in ("seed",) if k in raw}
+    dataset = json.loads(json.dumps(dataset))  # deep copy
+    dataset["modality"] = modality
+    if modality == "audio":
+        audio = dataset.setdefault("audio", {})
+        audio.update({
+            "recordings": _rel(data_dir), "annotations": _rel(data_dir / table), "annotation_format": "csv",
+            "label_column": "label", "segments": audio.get("segments", "annotations"),
+        })
+    else:
+        images = dataset.setdefault("images", {})
+        images["images"] = _rel(data_dir)
+        if table == "boxes.csv":
+            images.update({"input": "boxes", "boxes": _rel(data_dir / table), "labels": None})
+        else:
+            images.update({"input": "single", "labels": _rel(data_dir / table), "boxes": None})
+    return {**top, "results": _rel(results), "run_datasets": [name], "datasets": {name: dataset}}
+
+
+def run_pipeline(config_path: Path, target: Path, cores: int) -> float:
+    """Snakemake up to ``target`` (a finished, unchanged stage is kept); wall seconds."""
+    cmd = [sys.executable, "-m", "snakemake", str(target), "--cores", str(cores), "--configfile", str(config_path)]
+    print("$", " ".join(cmd), flush=True)
+    started = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    if proc.returncode != 0:
+        sys.exit(f"the workflow failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
+    done = [line.strip() for line in proc.stderr.splitlines() if line.strip().startswith("rule ")]
+    print(f"  {', '.join(done) or 'nothing to redo: results up to date'} ({time.perf_counter() - started:.0f} s)")
+    return time.perf_counter() - started
+
+
+# ----------------------------------------------------------------------------------- AVGN re-implemented
+def syllable_spectrograms(data_dir: Path, annotations: pd.DataFrame, spec: dict) -> list[np.ndarray]:
+    """Log-mel power (dB) of each annotated syllable: 16 ms window, 2 ms hop, 32 mel bands.
+
+    Band edges from the dataset's spectrogram settings (as quagga uses), else 500 Hz to min(15 kHz, sr/2).
+    Recordings are read at their own rate, one file at a time.
+    """
+    import librosa
+    import soundfile as sf
+
+    out: list[np.ndarray | None] = [None] * len(annotations)
+    for wav, rows in annotations.groupby("wav_file", sort=False):
+        audio, sr = sf.read(data_dir / str(wav), dtype="float32", always_2d=True)
+        audio = audio.mean(axis=1)
+        n_fft = 1 << int(np.ceil(np.log2(0.016 * sr)))
+        hop = max(1, round(0.002 * sr))
+        fmin, fmax = float(spec.get("fmin", 500.0)), min(float(spec.get("fmax", 15000.0)), sr / 2)
+        for i, row in zip(rows.index, rows.itertuples(), strict=True):
+            clip = audio[int(row.onset_s * sr): max(int(row.offset_s * sr), int(row.onset_s * sr) + n_fft)]
+            mel = librosa.feature.melspectrogram(
+                y=clip, sr=sr, n_fft=n_fft, hop_length=hop, n_mels=32, fmin=fmin, fmax=fmax, center=False
+            )
+            out[annotations.index.get_loc(i)] = librosa.power_to_db(mel, ref=1.0, amin=1e-12, top_db=None)
+    return out  # type: ignore[return-value]
+
+
+def pad_flat(specs: list[np.ndarray], fill: float = 0.0, max_frames: int = 128) -> np.ndarray:
+    """Centre every spectrogram in the longest one's width (AVGN pads to the longest syllable); flatten.
+
+    Longer than ``max_frames``: every spectrogram's time axis is shrunk by the same factor first.
+    """
+    from scipy.ndimage import zoom
+
+    width = max(s.shape[1] for s in specs)
+    if width > max_frames:
+        specs = [zoom(s, (1, max_frames / width), order=1) for s in specs]
+        width = max(s.shape[1] for s in specs)
+    out = np.full((len(specs), specs[0].shape[0], width), fill, dtype=np.float32)
+    for i, s in enumerate(specs):
+        left = (width - s.shape[1]) // 2
+        out[i, :, left: left + s.shape[1]] = s
+    return out.reshape(len(specs), -1)
+
+
+def _hdbscan(X: np.ndarray, min_cluster_size: int):  # noqa: ANN202 - a fitted hdbscan.HDBSCAN
+    import hdbscan
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return hdbscan.HDBSCAN(min_cluster_size=min_cluster_size, gen_min_span_tree=True).fit(X)
+
+
+def avgn(specs: list[np.ndarray], variant: str, seed: int) -> tuple[np.ndarray, str]:
+    """Cluster labels of the AVGN method (``naive`` or ``tuned``) and the settings it used."""
+    import umap
+
+    n = len(specs)
+    if variant == "naive":
+        normed = [(s - s.min()) / max(float(s.max() - s.min()), 1e-9) for s in specs]
+        X = pad_flat(normed)
+        reducer = umap.UMAP(n_components=2, n_neighbors=15, min_dist=0.1, random_state=seed)
+        emb = reducer.fit_transform(X).astype(np.float64)
+        mcs = max(2, int(0.01 * n))
+        return _hdbscan(emb, mcs).labels_, f"min-max per syllable, UMAP 2-D, mcs {mcs} (1 %)"
+    values = np.concatenate([s.ravel() for s in specs])
+    lo, hi = (float(v) for v in np.percentile(values, [20, 99.9]))
+    X = pad_flat([np.clip((s - lo) / (hi - lo), 0, 1) for s in specs])
+    reducer = umap.UMAP(n_components=10, n_neighbors=30, min_dist=0.0, random_state=seed)
+    emb = reducer.fit_transform(X).astype(np.float64)
+    fits = {f: _hdbscan(emb, max(2, int(f * n))) for f in AVGN_MCS}
+    best = max(fits, key=lambda f: fits[f].relative_validity_)
+    dbcv = ", ".join(f"{100 * f:g} %: {fits[f].relative_validity_:.3f}" for f in AVGN_MCS)
+    return fits[best].labels_, f"dB {lo:.0f}..{hi:.0f} fixed, UMAP 10-D, mcs {100 * best:g} % by DBCV ({dbcv})"
+
+
+# ------------------------------------------------------------------------------------------- helpers
+def figures(labels: np.ndarray, clusters: np.ndarray) -> dict:
+    """The agreement figures the bench prints (noise as its own cluster), rounded."""
+    scores = label_agreement(pd.Series(labels), pd.Series(clusters))
+    return {k: (round(scores[k], 4) if isinstance(scores[k], float) else scores[k]) for k in FIGURES}
+
+
+def seed_stability(
+    latents: pd.DataFrame, embed: EmbedParams, cluster: ClusterParams, first: np.ndarray, n_seeds: int
+) -> dict:
+    """ARI between the clusterings of seeds 0..n-1 (seed 0: the pipeline's own clusters)."""
+    runs = {0: first}
+    for seed in range(1, n_seeds):
+        started = time.perf_counter()
+        space, _ = cluster_space(latents, EmbedParams(**{**embed.__dict__, "seed": seed}))
+        table, _, _ = cluster_embedding(space, ClusterParams(**{**cluster.__dict__, "seed": seed}))
+        runs[seed] = table["cluster"].to_numpy()
+        print(f"  seed {seed}: {runs[seed].max() + 1} clusters, noise {np.mean(runs[seed] < 0):.3f} "
+              f"({time.perf_counter() - started:.0f} s)", flush=True)
+    pairs = {f"{a}-{b}": round(float(adjusted_rand_score(runs[a], runs[b])), 4)
+             for a, b in itertools.combinations(sorted(runs), 2)}
+    return {"seeds": n_seeds, "pairwise_ari": pairs, "min_ari": min(pairs.values()) if pairs else None,
+            "reseeded": "ParametricUMAP n-D (graph, init, sampling) and cluster selection; VAE not retrained"}
+
+
+def print_table(rows: dict[str, dict], title: str) -> None:
+    print(f"\n{title}")
+    print(f"{'method':28}{'H':>8}{'C':>8}{'V':>8}{'ARI':>8}{'noise':>8}{'clusters':>10}")
+    for name, r in rows.items():
+        print(f"{name:28}{r['homogeneity']:>8.3f}{r['completeness']:>8.3f}{r['v_measure']:>8.3f}"
+              f"{r['ari']:>8.3f}{r['noise_fraction']:>8.3f}{r['n_clusters']:>10d}")
+
+
+# ---------------------------------------------------------------------------------------------- main
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("data_dir", type=Path)
+    parser.add_argument("--config", type=Path, help="dataset settings (default: config/<folder name>.yaml if any)")
+    parser.add_argument("--results", type=Path, default=ROOT / "results", help="workflow results folder")
+    parser.add_argument("--cores", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--seeds", type=int, default=3, help="seeds for the stability check (1: none)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the baselines' UMAP")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+
+    data_dir = args.data_dir.resolve()
+    name = data_dir.name
+    modality, table_name = layout(data_dir)
+    base = args.config or (ROOT / "config" / f"{name}.yaml")
+    base = base if base.is_file() else None
+    config = build_config(data_dir, name, base, args.results.resolve())
+    config_path = args.results / "bench-quality" / f"{name}.yaml"
+    config_path.parent.mkdir(parents=True, exist_ok=True)
+    config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+    print(f"{data_dir} ({modality}, {table_name}); settings from {base or 'the defaults'}; config {config_path}")
+    out_dir = args.results / name
+    pipeline_s = run_pipeline(config_path.resolve(), out_dir / "clusters.parquet", args.cores)
+
+    validated = load_config(config_path)
+    embed_params = from_dict(EmbedParams, stage_section(validated, name, "embed"))
+    cluster_params = from_dict(ClusterParams, stage_section(validated, name, "cluster"))
+    store = TileStore(out_dir / "tiles")
+    clusters = pd.read_parquet(out_dir / "clusters.parquet")
+    latents = pd.read_parquet(out_dir / "latents.parquet")
+    items = store.index[["item_id", "label"]].reset_index(names="row").merge(clusters, on="item_id")
+    items = items[items["label"].notna()].reset_index(drop=True)
+    labels = items["label"].astype(str).to_numpy()
+    quagga = figures(labels, items["cluster"].to_numpy())
+    chosen = read_table_params(out_dir / "clusters.parquet").get("selected")
+    result: dict = {"dataset": name, "modality": modality, "n_items": len(items), **quagga}
+    if chosen:
+        result["selected"] = chosen
+    baselines: dict = {}
+    rows = {"quagga": quagga}
+
+    if modality == "audio":
+        # the syllables quagga tiled, in its order (a call quagga skipped is left out of the baselines too)
+        annotations = store.index.loc[items["row"], ["source", "onset_s", "offset_s"]].reset_index(drop=True)
+        annotations = annotations.rename(columns={"source": "wav_file"})
+        spec = stage_section(validated, name, "tiles").get("spectrogram", {})
+        started = time.perf_counter()
+        specs = syllable_spectrograms(data_dir, annotations, spec)
+        print(f"\nAVGN syllable spectrograms: {len(specs)} in {time.perf_counter() - started:.0f} s")
+        for variant in ("naive", "tuned"):
+            started = time.perf_counter()
+            avgn_labels, how = avgn(specs, variant, args.seed)
+            baselines[f"avgn_{variant}"] = {**figures(labels, avgn_labels), "method": how}
+            rows[f"AVGN {variant}"] = baselines[f"avgn_{variant}"]
+            print(f"  AVGN {variant}: {how} ({time.perf_counter() - started:.0f} s)", flush=True)
+        print_table(rows, f"{name}: {len(items)} labelled items, {len(set(labels))} labels; noise counts as a cluster")
+        tuned = baselines["avgn_tuned"]["v_measure"]
+        print(f"\ntarget: V >= 0.90 with noise <= 5 % and above the tuned AVGN ({tuned:.3f}) -> "
+              + ("met" if quagga["v_measure"] >= max(0.90, tuned) and quagga["noise_fraction"] <= 0.05
+                 else "NOT met"))
+    else:
+        z = latents.set_index("item_id").loc[items["item_id"]].filter(regex=r"^z_\d+$").to_numpy()
+        pixels = pixel_pca(store.tiles, items["row"].to_numpy(), z.shape[1])
+        knn = knn_scores(z, labels, args.seed)
+        baselines["pixels_pca"] = knn_scores(pixels, labels, args.seed)
+        result["knn_balanced_accuracy"] = knn["balanced_accuracy"]
+        result["knn_accuracy"] = knn["accuracy"]
+        print_table(rows, f"{name}: {len(items)} labelled items, {len(set(labels))} labels; noise counts as a cluster")
+        pix = baselines["pixels_pca"]["balanced_accuracy"]
+        print(f"\nkNN (k=5, stratified 5-fold) balanced accuracy: latents ({z.shape[1]}-D) "
+              f"{knn['balanced_accuracy']:.4f}, pixels (PCA to {z.shape[1]}) {pix:.4f}")
+        gap = knn["balanced_accuracy"] - pix
+        print(f"target: latents >= pixels + 0.05 -> {'met' if gap >= 0.05 else 'NOT met'} ({gap:+.4f}); "
+              f"V >= 0.5 -> {'met' if quagga['v_measure'] >= 0.5 else 'NOT met'}")
+    if chosen:
+        print(f"\nlabel-free selection chose: {json.dumps(chosen)}")
+
+    if args.seeds > 1:
+        print(f"\nseed stability ({args.seeds} seeds):", flush=True)
+        stability = seed_stability(latents.set_index("item_id").loc[clusters["item_id"]].reset_index(),
+                                   embed_params, cluster_params, clusters["cluster"].to_numpy(), args.seeds)
+        result["seed_stability"] = stability
+        print(f"  pairwise ARI {stability['pairwise_ari']} -> min {stability['min_ari']:.4f} "
+              f"(target >= 0.9: {'met' if stability['min_ari'] >= 0.9 else 'NOT met'})")
+    result["pipeline_s"] = round(pipeline_s, 1)
+    result["baselines"] = baselines
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
