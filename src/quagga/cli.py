@@ -8,6 +8,7 @@ stage's outputs. User mistakes end with one line naming the problem and exit cod
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
 import platform
@@ -70,15 +71,17 @@ def cmd_tiles(args: argparse.Namespace) -> None:
 
     base_dir = Path(args.base_dir).resolve()
     params, tile_params = _tile_params(args.modality, args.params)
+    extra = None
     if args.modality == "audio":
         from quagga.audio import iter_audio_tiles
 
         items = iter_audio_tiles(params, base_dir)
     else:
-        from quagga.images import iter_image_tiles
+        from quagga.images import found_boxes_writer, iter_image_tiles
 
         items = iter_image_tiles(params, base_dir)
-    write_store(args.out, items, tile_params=tile_params, modality=args.modality)
+        extra = found_boxes_writer(params, base_dir)
+    write_store(args.out, items, tile_params=tile_params, modality=args.modality, extra=extra)
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -243,4 +246,29 @@ def main(argv: list[str] | None = None) -> int:
     except _user_errors() as exc:
         log.error("quagga %s: %s", args.command, exc)
         return 2
+    except Exception as exc:
+        if not _disk_full(exc):
+            raise
+        log.error("quagga %s: disk full or file size limit reached while writing %s (%s); no partial output was "
+                  "left in its place: free some space and rerun", args.command, getattr(args, "out", "its output"), exc)
+        return 3
     return 0
+
+
+_DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT})
+_DISK_FULL_TEXT = ("No space left on device", "File too large", "Disk quota exceeded")
+
+
+def _disk_full(exc: BaseException | None) -> bool:
+    """Whether ``exc`` (or what caused it) is a write that ran out of disk, quota or file size limit.
+
+    Writers report it differently: OSError with an errno, pyarrow and torch only in the message.
+    """
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, OSError) and exc.errno in _DISK_FULL_ERRNOS:
+            return True
+        if any(text in str(exc) for text in _DISK_FULL_TEXT):
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False

@@ -132,9 +132,9 @@ def fields(tmp_path: Path) -> Path:
 
 def test_boxes_crop_the_right_region(fields: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     reads: list[str] = []
-    real_read = quagga.images.read_image
-    monkeypatch.setattr(quagga.images, "read_image", lambda path, channel: reads.append(path.name) or
-                        real_read(path, channel))
+    real_read = quagga.images.read_pixels
+    monkeypatch.setattr(quagga.images, "read_pixels", lambda path, *args: reads.append(path.name) or
+                        real_read(path, *args))
     params = ImageParams(input="boxes", images="fields", labels=None, boxes="fields/boxes.csv")
     tiles, skipped = _split(list(iter_image_tiles(params, fields)))
     assert sorted(reads) == ["f1.png", "flat.png"]  # each field read once, however many boxes it has

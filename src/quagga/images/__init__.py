@@ -1,28 +1,38 @@
-"""Image front end: particle images or field images with boxes -> one normalized tile per particle."""
+"""Image front end: particle images, field images with boxes, or field images whose particles are found
+automatically -> one normalized tile per particle."""
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from quagga.images.detect import check_detect, find_particles, match_boxes
 from quagga.images.features import particle_features, particle_mask
-from quagga.images.io import ImageReadError, check_channel, read_image
+from quagga.images.io import ImageReadError, check_channel, read_pixels, to_gray
 from quagga.images.normalize import Box, CropError, check_normalize, local_background, make_tile
-from quagga.images.particles import COORDINATES, box_in_image, read_box_table, single_particle_table
+from quagga.images.particles import (
+    COORDINATES,
+    PARTICLE_COLUMNS,
+    box_in_image,
+    read_box_table,
+    single_particle_table,
+)
 from quagga.params import ImageParams, NormalizeParams
 from quagga.tiles.store import Skipped, TileItem
 
 log = logging.getLogger(__name__)
 
-__all__ = ["iter_image_tiles"]
+__all__ = ["found_boxes_writer", "iter_image_tiles"]
 
 SINGLE_CROPS = ("particle", "image")
+INPUTS = ("single", "boxes", "segment")
+FOUND_BOXES_FILE = "found_boxes.csv"
 
 
 def iter_image_tiles(params: ImageParams, base_dir: Path) -> Iterator[TileItem | Skipped]:
@@ -34,23 +44,52 @@ def iter_image_tiles(params: ImageParams, base_dir: Path) -> Iterator[TileItem |
     """
     check_channel(params.channel)
     check_normalize(params.normalize)
+    check_detect(params.detect)
+    if params.detect.channel is not None:
+        check_channel(params.detect.channel)
     if params.single_crop not in SINGLE_CROPS:
         raise ValueError(f"images.single_crop: unknown value {params.single_crop!r}; allowed: {list(SINGLE_CROPS)}")
     base_dir = Path(os.path.abspath(base_dir))
     images_dir = _resolve(base_dir, params.images)
     if not images_dir.is_dir():
         raise ValueError(f"images folder not found: {images_dir}")
+    skipped: list[Skipped] = []
     if params.input == "single":
         labels = None if params.labels is None else _resolve(base_dir, params.labels)
-        table, skipped = single_particle_table(images_dir, labels), []
+        table = single_particle_table(images_dir, labels)
     elif params.input == "boxes":
         if params.boxes is None:
             raise ValueError("images.boxes must name a box table or VOC folder when images.input is 'boxes'")
         table, skipped = read_box_table(_resolve(base_dir, params.boxes))
+    elif params.input == "segment":
+        table = single_particle_table(images_dir, None)  # every image, labelled by its folder
+        truth = pd.DataFrame(columns=PARTICLE_COLUMNS)
+        if params.boxes is not None:
+            truth, skipped = read_box_table(_resolve(base_dir, params.boxes))
+        log.info("%s: %d images to search for particles", images_dir, len(table))
+        return _iter_segmented(table, truth, skipped, images_dir, base_dir, params)
     else:
-        raise ValueError(f"images.input: unknown input {params.input!r}; allowed: ['single', 'boxes']")
+        raise ValueError(f"images.input: unknown input {params.input!r}; allowed: {list(INPUTS)}")
     log.info("%s: %d particles in %d images", images_dir, len(table), table["image"].nunique())
     return _iter_tiles(table, skipped, images_dir, base_dir, params)
+
+
+def found_boxes_writer(params: ImageParams, base_dir: Path) -> Callable[[Path, pd.DataFrame], None] | None:
+    """For ``input: segment``: a ``write_store`` extra that saves the boxes found as ``found_boxes.csv``.
+
+    Same columns as a box table (``image`` relative to the images folder), so a user can inspect the
+    boxes, correct them in any annotation tool, and feed them back with ``input: boxes``.
+    """
+    if params.input != "segment":
+        return None
+    images_dir = _resolve(Path(os.path.abspath(base_dir)), params.images)
+
+    def write(folder: Path, index: pd.DataFrame) -> None:
+        image = [os.path.relpath(_resolve(Path(os.path.abspath(base_dir)), s), images_dir) for s in index["source"]]
+        boxes = pd.DataFrame({"image": image, "label": index["label"], **{c: index[c] for c in COORDINATES}})
+        boxes.to_csv(folder / FOUND_BOXES_FILE, index=False)
+
+    return write
 
 
 def _iter_tiles(
@@ -64,16 +103,69 @@ def _iter_tiles(
     for image, rows in table.groupby("image", sort=False):
         path = images_dir / str(image)
         source = _relative(path, base_dir)
-        if not image or not path.is_file():
-            yield from _skip_rows(source, rows, f"image not found: {path}" if image else "no image named")
-            continue
         try:
-            gray = read_image(path, params.channel)
+            if not image:
+                raise ImageReadError("no image named")
+            gray = to_gray(_read_image(path, params), params.channel)
         except ImageReadError as exc:
             yield from _skip_rows(source, rows, str(exc))
             continue
         for row in rows.itertuples(index=False):
             yield _particle(gray, row, source, whole_image, locate, params.normalize, first_item)
+
+
+def _iter_segmented(
+    images: pd.DataFrame,
+    truth: pd.DataFrame,
+    skipped: list[Skipped],
+    images_dir: Path,
+    base_dir: Path,
+    params: ImageParams,
+) -> Iterator[TileItem | Skipped]:
+    """Find the particles of each image, label them from overlapping human boxes if any, tile them."""
+    yield from skipped
+    truth_by_image = dict(tuple(truth.groupby("image", sort=False)))
+    detect_channel = params.detect.channel or params.channel
+    first_item: dict[str, str] = {}
+    for image in images.itertuples(index=False):
+        source = _relative(images_dir / image.image, base_dir)
+        try:
+            pixels = _read_image(images_dir / image.image, params)
+            gray = to_gray(pixels, params.channel)
+            detect_gray = gray if detect_channel == params.channel else to_gray(pixels, detect_channel)
+        except ImageReadError as exc:
+            log.warning("%s: %s", source, exc)
+            yield Skipped(source, "image", str(exc))
+            continue
+        found = find_particles(detect_gray, params.detect)
+        if not found:
+            yield Skipped(source, "image", f"no particles found ({gray.shape[1]}x{gray.shape[0]} px; "
+                          "see images.detect: threshold, polarity, min_area_px)")
+            continue
+        labels = _labels_by_overlap(found, truth_by_image.get(image.image), image.label, params.detect.label_min_iou)
+        for k, (box, label) in enumerate(zip(found, labels, strict=True), start=1):
+            row = pd.Series({"label": label, **box._asdict(), "item": f"particle {k}"})
+            yield _particle(gray, row, source, False, False, params.normalize, first_item)
+
+
+def _labels_by_overlap(
+    found: list[Box], truth: pd.DataFrame | None, default: str | None, min_iou: float
+) -> list[str | None]:
+    """Each found box's label: the human box it matches (one-to-one, IoU >= min_iou), else ``default``."""
+    labels: list[str | None] = [default] * len(found)
+    if truth is None or truth.empty:
+        return labels
+    truth = truth.dropna(subset=COORDINATES)
+    for i, j, _ in match_boxes(found, truth[COORDINATES].to_numpy(), min_iou):
+        labels[i] = truth["label"].iloc[j]
+    return labels
+
+
+def _read_image(path: Path, params: ImageParams) -> np.ndarray:
+    """Decoded pixels of one image; ImageReadError (with the reason) when it is missing or unusable."""
+    if not path.is_file():
+        raise ImageReadError(f"image not found: {path}")
+    return read_pixels(path, params.page, params.max_megapixels)
 
 
 def _particle(

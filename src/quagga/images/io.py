@@ -1,29 +1,36 @@
 """Read a microscope image as one float32 gray channel.
 
-TIFF goes through tifffile (first page only, so a z-stack or time series contributes its first plane);
-PNG, JPEG and BMP through imageio's Pillow plugin (scikit-image's own backend) with the EXIF orientation
-applied, so a camera JPEG is upright as a viewer shows it. Integer images are scaled by their dtype's
-range (8-bit and 16-bit both land in [0, 1]); float images keep their values. Problems that make a file
-unusable raise ImageReadError with the reason, so callers can skip the file and go on.
+TIFF goes through tifffile (one page of a multi-page file, ``page`` of the config, so a z-stack or time
+series contributes the plane the user chose); PNG, JPEG and BMP through Pillow with the EXIF orientation
+applied, so a camera JPEG is upright as a viewer shows it. Palette, CMYK and other colour modes are
+converted to RGB first. Integer images are scaled by their dtype's range (8-bit and 16-bit both land in
+[0, 1]); float images keep their values. The image size is checked from the header before any pixel is
+decoded, so a 20000x20000 px scan is refused with the size and the setting to raise, not an
+out-of-memory kill. Problems that make a file unusable raise ImageReadError with the reason, so callers
+can skip the file and go on.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import imageio.v3 as iio
 import numpy as np
 import tifffile
-from skimage.color import rgb2gray
+from PIL import Image, ImageOps
+from skimage.color import rgb2gray, rgb2hed
 from skimage.util import img_as_float32
 
-CHANNELS = ("luminance", "red", "green", "blue")
+# hematoxylin / eosin: stain densities by colour deconvolution (skimage.color.rgb2hed), for stained
+# slides where a stain, not brightness, tells particles apart (nuclei are hematoxylin-blue).
+CHANNELS = ("luminance", "red", "green", "blue", "hematoxylin", "eosin")
 TIFF_SUFFIXES = frozenset({".tif", ".tiff"})
 IMAGE_SUFFIXES = TIFF_SUFFIXES | {".png", ".jpg", ".jpeg", ".bmp"}
+DEFAULT_MAX_MEGAPIXELS = 100.0
+_PILLOW_AS_IS = frozenset({"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F", "RGB", "RGBA"})
 
 
 class ImageReadError(ValueError):
-    """The file cannot be used as an image (unreadable, truncated, not an image, odd shape, NaN)."""
+    """The file cannot be used as an image (unreadable, truncated, not an image, odd shape, NaN, too big)."""
 
 
 def check_channel(channel: str) -> None:
@@ -32,14 +39,17 @@ def check_channel(channel: str) -> None:
         raise ValueError(f"images.channel: unknown channel {channel!r}; allowed: {list(CHANNELS)}")
 
 
-def read_image(path: str | Path, channel: str = "luminance") -> np.ndarray:
+def read_image(
+    path: str | Path, channel: str = "luminance", page: int = 0, max_megapixels: float = DEFAULT_MAX_MEGAPIXELS
+) -> np.ndarray:
     """Return ``path`` as a 2-D float32 gray image, taking ``channel`` of a colour image.
 
-    ``channel`` is "luminance" (ITU-R 601 weights via rgb2gray) or one of "red", "green", "blue";
-    a gray image is returned as is for every channel. An alpha channel is dropped.
+    ``channel`` is "luminance" (ITU-R 601 weights via rgb2gray), one of "red", "green", "blue", or a
+    stain ("hematoxylin", "eosin"); a gray image is returned as is for every channel. An alpha channel
+    is dropped. ``page`` picks the page of a multi-page TIFF.
     """
     check_channel(channel)
-    return to_gray(read_pixels(Path(path)), channel)
+    return to_gray(read_pixels(Path(path), page, max_megapixels), channel)
 
 
 def to_gray(pixels: np.ndarray, channel: str) -> np.ndarray:
@@ -52,7 +62,7 @@ def to_gray(pixels: np.ndarray, channel: str) -> np.ndarray:
         gray = img_as_float32(pixels)
     elif pixels.ndim == 3 and pixels.shape[-1] == 3:
         rgb = img_as_float32(pixels)
-        gray = rgb2gray(rgb) if channel == "luminance" else rgb[..., CHANNELS.index(channel) - 1]
+        gray = _colour_channel(rgb, channel)
     else:
         raise ImageReadError(f"unsupported image shape {pixels.shape} (expected gray, RGB or RGBA)")
     if gray.size == 0:
@@ -62,19 +72,67 @@ def to_gray(pixels: np.ndarray, channel: str) -> np.ndarray:
     return np.ascontiguousarray(gray, dtype=np.float32)
 
 
-def read_pixels(path: Path) -> np.ndarray:
+def _colour_channel(rgb: np.ndarray, channel: str) -> np.ndarray:
+    if channel == "luminance":
+        return rgb2gray(rgb)
+    if channel in ("hematoxylin", "eosin"):
+        return rgb2hed(np.clip(rgb, 0, 1))[..., 0 if channel == "hematoxylin" else 1]
+    return rgb[..., CHANNELS.index(channel) - 1]
+
+
+def read_pixels(path: Path, page: int = 0, max_megapixels: float = DEFAULT_MAX_MEGAPIXELS) -> np.ndarray:
     """The decoded pixels of an image file as stored (any dtype and channels; EXIF orientation applied)."""
     try:
         if path.suffix.lower() in TIFF_SUFFIXES:
-            with tifffile.TiffFile(path) as tif:
-                page = tif.pages[0]
-                pixels = page.asarray()
-                if page.planarconfig == tifffile.PLANARCONFIG.SEPARATE and pixels.ndim == 3:
-                    pixels = np.moveaxis(pixels, 0, -1)  # samples stored plane by plane: make them last
-            return pixels
-        return np.asarray(iio.imread(path, plugin="pillow", rotate=True))
+            return _read_tiff(path, page, max_megapixels)
+        return _read_pillow(path, page, max_megapixels)
+    except ImageReadError:
+        raise
     # Decoders signal a broken file with many exception types (OSError, ValueError, SyntaxError,
     # struct.error, EOFError, ...); to the pipeline they all mean the same: this file is unusable.
     except Exception as exc:
-        first_line = next(iter(str(exc).splitlines()), "")  # imageio appends install hints below
+        first_line = next(iter(str(exc).splitlines()), "")
         raise ImageReadError(f"cannot read image ({type(exc).__name__}: {first_line})") from exc
+
+
+def _check_size(width: int, height: int, max_megapixels: float) -> None:
+    megapixels = width * height / 1e6
+    if megapixels > max_megapixels:
+        raise ImageReadError(
+            f"image is {width}x{height} px ({megapixels:.0f} MP), above images.max_megapixels = "
+            f"{max_megapixels:g}: raise it if this machine has the memory (about {megapixels * 16:.0f} MB "
+            "are needed), or split the image into tiles first"
+        )
+
+
+def _check_page(page: int, n_pages: int) -> None:
+    if page >= n_pages:
+        raise ImageReadError(f"images.page is {page}, but the file has {n_pages} page(s) (pages count from 0)")
+
+
+def _read_tiff(path: Path, page: int, max_megapixels: float) -> np.ndarray:
+    with tifffile.TiffFile(path) as tif:
+        _check_page(page, len(tif.pages))
+        tiff_page = tif.pages[page]
+        _check_size(tiff_page.imagewidth, tiff_page.imagelength, max_megapixels)
+        pixels = tiff_page.asarray()
+        if tiff_page.planarconfig == tifffile.PLANARCONFIG.SEPARATE and pixels.ndim == 3:
+            pixels = np.moveaxis(pixels, 0, -1)  # samples stored plane by plane: make them last
+    return pixels
+
+
+def _read_pillow(path: Path, page: int, max_megapixels: float) -> np.ndarray:
+    # Pillow's own decompression-bomb guard would refuse big images with its message; ours names the
+    # setting, so Pillow's is lifted while the header is read.
+    saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+    try:
+        with Image.open(path) as image:
+            _check_page(page, getattr(image, "n_frames", 1))
+            image.seek(page)
+            _check_size(image.width, image.height, max_megapixels)
+            image = ImageOps.exif_transpose(image)
+            if image.mode not in _PILLOW_AS_IS:  # P, CMYK, YCbCr, LAB, HSV, ...
+                image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+            return np.asarray(image)
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
