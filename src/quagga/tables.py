@@ -28,10 +28,13 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 
     On any failure (a full disk, a kill signal turned into an exception) the partial file is removed, so
     ``path`` is either the old complete file or the new complete file, never half of one. A process killed
-    outright (SIGKILL) can leave a ``.<name>.tmp-<pid>`` behind; no step reads such names.
+    outright (SIGKILL) can leave a ``.<name>.tmp-<pid>`` behind; no step reads such names, and the next
+    write of ``path`` removes it.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{path.name}.tmp-*"):
+        stale.unlink(missing_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         yield tmp
