@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from scipy import ndimage
 import pytest
 from skimage import draw
 from skimage.measure import regionprops
@@ -166,3 +167,37 @@ def test_ring_features_fill_the_hole_and_ellipse_axes() -> None:
 def test_constant_crop_has_nan_features() -> None:
     features = particle_features(np.full((10, 10), 0.5), 0.5)
     assert all(np.isnan(v) for v in features.values())
+
+
+def test_there_are_as_many_features_as_flow_imagers_export() -> None:
+    assert len(FEATURES) >= 30 and len(set(FEATURES)) == len(FEATURES)
+
+
+def test_shape_features_tell_a_disc_a_square_and_a_fibre_apart() -> None:
+    disc, _ = _ellipse((80, 80), 40, 40, 20, 20)
+    fibre, _ = _ellipse((60, 160), 30, 80, 4, 60)
+    square = np.full((80, 80), FIELD, dtype=np.float32)
+    square[20:60, 20:60] = DARK
+    d, f, s = (particle_features(x, FIELD) for x in (disc, fibre, square))
+    assert d["feat_circularity"] == pytest.approx(1.0, abs=0.1) and d["feat_aspect_ratio"] > 0.95
+    assert d["feat_feret_min"] == pytest.approx(41, abs=2) and d["feat_feret_max"] == pytest.approx(41, abs=2)
+    assert s["feat_extent"] == pytest.approx(1.0) and s["feat_feret_min"] == pytest.approx(40, abs=1)
+    assert s["feat_feret_max"] == pytest.approx(40 * np.sqrt(2), rel=0.05)
+    assert s["feat_circularity"] == pytest.approx(np.pi / 4, abs=0.08)
+    assert f["feat_aspect_ratio"] < 0.2 and f["feat_feret_ratio"] < 0.2 and f["feat_circularity"] < 0.4
+    assert f["feat_hu1"] > d["feat_hu1"]
+
+
+def test_intensity_edge_and_texture_features() -> None:
+    sharp, _ = _ellipse((80, 80), 40, 40, 20, 20)
+    blurred = ndimage.gaussian_filter(sharp, 3)
+    textured = sharp.copy()
+    rr, cc = draw.disk((40, 40), 19)
+    textured[rr, cc] = np.where((rr + cc) % 2 == 0, 0.1, 0.4)  # fine checkerboard inside the particle
+    s, b, t = (particle_features(x, FIELD) for x in (sharp, blurred, textured))
+    assert s["feat_contrast"] == pytest.approx(DARK - FIELD, abs=0.02)
+    assert s["feat_edge_gradient"] > 2 * b["feat_edge_gradient"]  # in focus vs out of focus
+    assert t["feat_glcm_contrast"] > 2 * s["feat_glcm_contrast"]
+    assert t["feat_entropy"] > s["feat_entropy"] and t["feat_std_intensity"] > s["feat_std_intensity"]
+    assert t["feat_p10_intensity"] == pytest.approx(0.1, abs=0.01)
+    assert t["feat_p90_intensity"] == pytest.approx(0.4, abs=0.05)
