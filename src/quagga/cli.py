@@ -124,7 +124,8 @@ def cmd_cluster(args: argparse.Namespace) -> None:
 
     params = _params(ClusterParams, args.params)
     clusters, _ = cluster_embedding(pd.read_parquet(args.embedding), params)
-    write_table(clusters, args.out, to_dict(params))
+    # the settings the label-free selection chose (and every candidate's scores) ride with the table
+    write_table(clusters, args.out, {**to_dict(params), **clusters.attrs.get("selection", {})})
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:

@@ -196,9 +196,12 @@ class EmbedParams:
 class ClusterParams:
     """HDBSCAN on the n-D embedding."""
 
-    min_cluster_size: float = 0.02  # < 1: fraction of items; >= 1: count
-    min_samples: int | None = None
-    cluster_selection_method: str = "eom"  # eom | leaf
+    # a value, or a list of candidates: every combination is fit and the one with the highest DBCV among
+    # those with at most max_noise_fraction noise is kept (label-free model selection)
+    min_cluster_size: float | list[float] = field(default_factory=lambda: [0.005, 0.01, 0.02, 0.04])  # < 1: fraction
+    min_samples: int | None | list[int | None] = field(default_factory=lambda: [None, 5])
+    cluster_selection_method: str | list[str] = field(default_factory=lambda: ["eom", "leaf"])  # eom | leaf
+    max_noise_fraction: float = 0.05
     assign_noise: bool = False  # also report the most likely cluster of noise points (kept distinct)
     seed: int = 0
 

@@ -102,3 +102,32 @@ def test_embedding_columns_in_numeric_order() -> None:
     assert embedding_columns(table) == [f"u_{i}" for i in range(11)]
     with pytest.raises(ValueError, match="no u_"):
         embedding_columns(pd.DataFrame(columns=["item_id", "x", "y"]))
+
+
+def test_label_free_selection_prefers_the_valid_clustering() -> None:
+    """Two blobs of two tight sub-blobs each: a tiny min_cluster_size splits them into four; DBCV, not the
+    labels, decides; the choice and every candidate's scores are recorded, noise-heavy candidates lose."""
+    rng = np.random.default_rng(1)
+    centres = np.array([[0, 0], [0.6, 0], [20, 0], [20.6, 0]], dtype=float)
+    X = np.vstack([c + rng.normal(0, 0.15, size=(150, 2)) for c in centres])
+    params = ClusterParams(min_cluster_size=[10, 200], min_samples=[None], cluster_selection_method=["eom", "leaf"])
+    table, model = cluster_embedding(_table(X), params)
+    selection = table.attrs["selection"]
+    rows = selection["candidates"]
+    assert len(rows) == 4 and {"dbcv", "n_clusters", "noise_fraction"} <= set(rows[0])
+    best = max((r for r in rows if r["noise_fraction"] <= 0.05), key=lambda r: r["dbcv"])
+    assert selection["selected"]["min_cluster_size"] == best["min_cluster_size"]
+    assert model.min_cluster_size == best["min_cluster_size"]
+    assert table["cluster"].max() + 1 == best["n_clusters"]
+    assert (table["cluster"] == -1).mean() <= 0.05
+
+
+def test_single_setting_skips_selection(blobs: tuple[np.ndarray, np.ndarray]) -> None:
+    X, _ = blobs
+    table, model = cluster_embedding(
+        _table(X), ClusterParams(min_cluster_size=0.05, min_samples=None, cluster_selection_method="eom")
+    )
+    assert table.attrs["selection"]["candidates"] == []
+    assert table.attrs["selection"]["selected"] == {
+        "min_cluster_size": 53, "min_samples": None, "cluster_selection_method": "eom"
+    }

@@ -7,9 +7,11 @@ their most likely cluster in a separate column, so the two answers are never con
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import warnings
+from typing import Any
 
 import hdbscan
 import numpy as np
@@ -36,6 +38,55 @@ def resolve_min_cluster_size(value: float, n_items: int) -> int:
     return max(2, size)
 
 
+def _candidates(params: ClusterParams, n_items: int) -> list[dict[str, Any]]:
+    """Every combination of the listed settings (a single value is a list of one), sizes resolved."""
+    def as_list(value: Any) -> list[Any]:
+        return list(value) if isinstance(value, list | tuple) else [value]
+
+    sizes = sorted({resolve_min_cluster_size(v, n_items) for v in as_list(params.min_cluster_size)})
+    grid = itertools.product(sizes, as_list(params.min_samples), as_list(params.cluster_selection_method))
+    return [{"min_cluster_size": m, "min_samples": s, "cluster_selection_method": c} for m, s, c in grid]
+
+
+def _fit(X: np.ndarray, setting: dict[str, Any], validity: bool = False) -> hdbscan.HDBSCAN:
+    """HDBSCAN with ``setting``; ``validity`` builds the minimum spanning tree DBCV needs (no prediction data)."""
+    model = hdbscan.HDBSCAN(**setting, prediction_data=not validity, gen_min_span_tree=validity)
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        # hdbscan warns when it finds no clusters (that case is logged) and on DBCV's edge cases
+        warnings.simplefilter("ignore")
+        model.fit(X)
+        if validity:
+            dbcv = float(model.relative_validity_) if model.labels_.max() >= 1 else -1.0
+            # -1 (the worst) where DBCV is undefined: no or one cluster
+            model.dbcv_ = dbcv if np.isfinite(dbcv) else -1.0
+    return model
+
+
+def select_clustering(
+    X: np.ndarray, candidates: list[dict[str, Any]], max_noise_fraction: float
+) -> tuple[hdbscan.HDBSCAN, dict[str, Any], list[dict[str, Any]]]:
+    """Fit HDBSCAN for every candidate setting and keep one without looking at any label.
+
+    The criterion is DBCV (density-based cluster validity, Moulavi et al. 2014, as hdbscan's
+    ``relative_validity_``) among the ``candidates`` (HDBSCAN keyword sets) leaving at most
+    ``max_noise_fraction`` of the items as noise (all candidates when none does); ties go to fewer
+    clusters, then the larger min_cluster_size. Returns the chosen setting's model (refit with prediction
+    data), the setting and one row per candidate (setting, dbcv, n_clusters, noise_fraction).
+    """
+    if len(candidates) == 1:
+        return _fit(X, candidates[0]), candidates[0], []
+    rows = []
+    for setting in candidates:  # one model at a time: memory stays that of a single fit
+        trial = _fit(X, setting, validity=True)
+        rows.append({**setting, "dbcv": round(trial.dbcv_, 4), "n_clusters": int(trial.labels_.max()) + 1,
+                     "noise_fraction": round(float(np.mean(trial.labels_ == -1)), 4)})
+        log.info("candidate %s", rows[-1])
+    allowed = [r for r in rows if r["noise_fraction"] <= max_noise_fraction] or rows
+    best = max(allowed, key=lambda r: (r["dbcv"], -r["n_clusters"], r["min_cluster_size"]))
+    chosen = candidates[rows.index(best)]
+    return _fit(X, chosen), chosen, rows
+
+
 def cluster_embedding(
     embedding: pd.DataFrame, params: ClusterParams
 ) -> tuple[pd.DataFrame, hdbscan.HDBSCAN | None]:
@@ -43,45 +94,37 @@ def cluster_embedding(
 
     Columns: item_id, cluster (-1 = noise), probability (membership strength), outlier_score (GLOSH) and,
     with ``assign_noise``, assigned_cluster. With too few items for one cluster, every item is noise
-    (outlier_score NaN: there is no density to compare with) and the model is None.
+    (outlier_score NaN: there is no density to compare with) and the model is None. When ``params`` lists
+    candidate settings, :func:`select_clustering` picks one; the table's ``attrs["selection"]`` holds the
+    chosen setting and every candidate's DBCV, cluster count and noise (written with the table).
     """
     cols = embedding_columns(embedding)
     X = embedding[cols].to_numpy(dtype=np.float64)
     n = len(X)
-    min_size = resolve_min_cluster_size(params.min_cluster_size, n)
+    # candidates with more min_cluster_size / min_samples than items cannot form a cluster
+    candidates = [c for c in _candidates(params, n) if max(c["min_cluster_size"], c["min_samples"] or 0, 2) <= n]
     table = pd.DataFrame({"item_id": embedding["item_id"].to_numpy()})
-    if n < max(min_size, params.min_samples or 0, 2):
-        log.warning(
-            "only %d items, fewer than min_cluster_size=%d / min_samples=%s: every item is noise",
-            n, min_size, params.min_samples,
-        )
+    if not candidates:
+        log.warning("only %d items, fewer than min_cluster_size=%s / min_samples=%s: every item is noise",
+                    n, params.min_cluster_size, params.min_samples)
         table["cluster"] = np.full(n, -1, dtype=np.int64)
         table["probability"] = np.zeros(n)
         table["outlier_score"] = np.full(n, np.nan)
         if params.assign_noise:
             table["assigned_cluster"] = table["cluster"]
         return table, None
-
-    model = hdbscan.HDBSCAN(
-        min_cluster_size=min_size,
-        min_samples=params.min_samples,
-        cluster_selection_method=params.cluster_selection_method,
-        prediction_data=True,
-    )
-    with warnings.catch_warnings():
-        # hdbscan warns when it finds no clusters; that case is logged below
-        warnings.simplefilter("ignore", UserWarning)
-        model.fit(X)
+    model, chosen, rows = select_clustering(X, candidates, params.max_noise_fraction)
     labels = model.labels_.astype(np.int64)
     table["cluster"] = labels
     table["probability"] = model.probabilities_.astype(np.float64)
     table["outlier_score"] = model.outlier_scores_.astype(np.float64)
     if params.assign_noise:
         table["assigned_cluster"] = assign_noise_points(model)
+    table.attrs["selection"] = {"selected": chosen, "candidates": rows}
     n_clusters = int(labels.max()) + 1
     log.info(
-        "HDBSCAN on %d items x %d dims (min_cluster_size=%d, min_samples=%s): %d clusters, %.1f %% noise",
-        n, len(cols), min_size, params.min_samples, n_clusters, 100 * float(np.mean(labels == -1)),
+        "HDBSCAN on %d items x %d dims (%s, of %d candidates): %d clusters, %.1f %% noise",
+        n, len(cols), chosen, max(1, len(rows)), n_clusters, 100 * float(np.mean(labels == -1)),
     )
     if n_clusters == 0:
         log.warning("HDBSCAN found no clusters: every item is noise; try a smaller min_cluster_size")
