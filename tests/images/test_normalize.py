@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage
 import pytest
+from scipy import ndimage
 from skimage import draw
 from skimage.measure import regionprops
 

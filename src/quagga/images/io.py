@@ -1,7 +1,7 @@
 """Read a microscope image as one float32 gray channel.
 
-TIFF goes through tifffile (one page of a multi-page file, ``page`` of the config, so a z-stack or time
-series contributes the plane the user chose); PNG, JPEG and BMP through Pillow with the EXIF orientation
+TIFF goes through tifffile (``page`` of the config picks the plane of a multi-page z-stack or time
+series; single-page files are read as they are); PNG, JPEG and BMP through Pillow with the EXIF orientation
 applied, so a camera JPEG is upright as a viewer shows it. Palette, CMYK and other colour modes are
 converted to RGB first. Integer images are scaled by their dtype's range (8-bit and 16-bit both land in
 [0, 1]); float images keep their values. The image size is checked from the header before any pixel is
@@ -105,15 +105,18 @@ def _check_size(width: int, height: int, max_megapixels: float) -> None:
         )
 
 
-def _check_page(page: int, n_pages: int) -> None:
+def _page(page: int, n_pages: int) -> int:
+    """The page to read: ``page`` of a multi-page file; a single-page file is read as it is."""
+    if n_pages == 1:
+        return 0
     if page >= n_pages:
-        raise ImageReadError(f"images.page is {page}, but the file has {n_pages} page(s) (pages count from 0)")
+        raise ImageReadError(f"images.page is {page}, but the file has {n_pages} pages (pages count from 0)")
+    return page
 
 
 def _read_tiff(path: Path, page: int, max_megapixels: float) -> np.ndarray:
     with tifffile.TiffFile(path) as tif:
-        _check_page(page, len(tif.pages))
-        tiff_page = tif.pages[page]
+        tiff_page = tif.pages[_page(page, len(tif.pages))]
         _check_size(tiff_page.imagewidth, tiff_page.imagelength, max_megapixels)
         pixels = tiff_page.asarray()
         if tiff_page.planarconfig == tifffile.PLANARCONFIG.SEPARATE and pixels.ndim == 3:
@@ -127,8 +130,7 @@ def _read_pillow(path: Path, page: int, max_megapixels: float) -> np.ndarray:
     saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
     try:
         with Image.open(path) as image:
-            _check_page(page, getattr(image, "n_frames", 1))
-            image.seek(page)
+            image.seek(_page(page, getattr(image, "n_frames", 1)))
             _check_size(image.width, image.height, max_megapixels)
             image = ImageOps.exif_transpose(image)
             if image.mode not in _PILLOW_AS_IS:  # P, CMYK, YCbCr, LAB, HSV, ...
