@@ -107,6 +107,35 @@ def _check_audio(where: str, audio: dict[str, Any]) -> None:
                           "(or set segments: energy to find calls without annotations)")
 
 
+INPUT_KEYS = {"audio": ("recordings", "annotations"), "images": ("images", "labels", "boxes")}
+
+
+def input_paths(config: dict[str, Any], dataset: str, base_dir: str | Path = ".") -> dict[str, Path]:
+    """A dataset's input paths (recordings, annotations, images, labels, boxes), resolved against ``base_dir``."""
+    ds = config["datasets"][dataset]
+    section = ds.get(ds["modality"]) or {}
+    keys = INPUT_KEYS.get(ds["modality"], ())
+    return {k: (Path(base_dir) / section[k]).resolve() for k in keys if section.get(k)}
+
+
+def check_inputs(config: dict[str, Any], base_dir: str | Path = ".") -> None:
+    """Stop at start, naming key, value and resolved path, when an input of a dataset to run is missing.
+
+    Paths inside ``demo_data`` are skipped: the demo_data rule makes them.
+    """
+    base = Path(base_dir).resolve()
+    demo = (base / config["demo_data"]).resolve()
+    missing = []
+    for name in config["run_datasets"] or config["datasets"]:
+        modality = config["datasets"][name]["modality"]
+        for key, path in input_paths(config, name, base).items():
+            if not path.is_relative_to(demo) and not path.exists():
+                value = config["datasets"][name][modality][key]
+                missing.append(f"  datasets.{name}.{modality}.{key}: {value!r} -> {path} does not exist")
+    if missing:
+        raise ConfigError(f"input not found (relative paths start at {base}):\n" + "\n".join(missing))
+
+
 def load_config(path: str | Path) -> dict[str, Any]:
     """Read a YAML config file and validate it."""
     path = Path(path)

@@ -3,10 +3,11 @@ import json
 import os
 import sys
 
-from quagga.config import ConfigError, stage_section, validate_config
+from quagga.config import ConfigError, check_inputs, stage_section, validate_config
 
 try:
     config.update(validate_config(config, workflow.source_path("../schemas/config.schema.yaml")))
+    check_inputs(config)
 except ConfigError as exc:
     sys.exit(f"quagga: {exc}")
 
