@@ -126,8 +126,12 @@ def _annotated_calls(rows: pd.DataFrame, info: AudioInfo) -> tuple[list[_Call], 
     calls, problems = [], []
     duration = info.duration_s
     truncated = "; the file is truncated, its header promises more" if info.truncated else ""
+    first_row: dict[str, str] = {}  # a call's id -> the row that made it, to name duplicates
     for row in rows.itertuples(index=False):
-        if not (np.isfinite(row.onset_s) and np.isfinite(row.offset_s)):
+        key = f"{row.onset_s:.4f}-{row.offset_s:.4f}"  # as in the item id
+        if key in first_row:
+            problems.append((row.row, f"same call as {first_row[key]} (duplicated row)"))
+        elif not (np.isfinite(row.onset_s) and np.isfinite(row.offset_s)):
             problems.append((row.row, "onset or offset is not a number"))
         elif row.offset_s <= row.onset_s:
             problems.append((row.row, f"offset {row.offset_s:g} s <= onset {row.onset_s:g} s"))
@@ -137,6 +141,7 @@ def _annotated_calls(rows: pd.DataFrame, info: AudioInfo) -> tuple[list[_Call], 
         else:
             label = None if pd.isna(row.label) else str(row.label)
             calls.append(_Call(float(row.onset_s), float(row.offset_s), label, row.row))
+            first_row[key] = row.row
     return calls, problems
 
 

@@ -199,10 +199,26 @@ def _require_label(columns: list[str], label_column: str) -> None:
         raise _Unreadable(f"label column {label_column!r} not found; columns are {columns}")
 
 
+def text_encoding(path: Path) -> str:
+    """The encoding of a text table: UTF-8 (a byte-order mark, as Excel writes, is dropped), else Windows-1252
+    (what Raven and spreadsheets on Windows write), else Latin-1 (which decodes any bytes)."""
+    data = path.read_bytes()
+    for encoding in ("utf-8-sig", "cp1252"):
+        try:
+            data.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+        if encoding != "utf-8-sig":
+            log.warning("%s is not UTF-8; read as %s", path, encoding)
+        return encoding
+    log.warning("%s is not UTF-8; read as latin-1", path)
+    return "latin-1"
+
+
 def _read_table(path: Path, sep: str, what: str) -> pd.DataFrame:
     """A text table with every cell a string ('' when empty), as our own readers want it."""
     try:
-        return pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False)
+        return pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, encoding=text_encoding(path))
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise _Unreadable(f"cannot parse as {what}: {_reason(exc)}") from exc
 
@@ -231,11 +247,7 @@ def _one_per_selection(table: pd.DataFrame, key: list[str]) -> np.ndarray:
 
 
 def _read_raven(source: _Source) -> pd.DataFrame:
-    try:
-        text = source.path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise _Unreadable(f"cannot parse as a Raven selection table: {_reason(exc)}") from exc
-    lines = text.splitlines()
+    lines = source.path.read_text(encoding=text_encoding(source.path)).splitlines()
     columns = lines[0].split("\t") if lines else []
     if "Begin File" in columns:
         return _read_raven_multi(source)
