@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
+from matplotlib.image import imread
 
 from quagga.params import ReportParams
 from quagga.report import build_report
@@ -165,9 +166,9 @@ def test_page_is_complete_and_self_contained(report: tuple[Path, str]) -> None:
     embedded = ("data:image/png;base64,", "data:audio/ogg;base64,")
     assert all(r.startswith((*embedded, "#")) for r in refs)
     assert all(s.startswith(embedded) for s in srcs)
-    # static scatter, heatmap, mislabelled tile + clip, few-label curve, 3 cluster rows with a clip each,
-    # 3 example strips, 5 anomaly tiles with a clip each, training curves
-    assert len(srcs) == 1 + 1 + 2 + 1 + 3 * 2 + 3 + 5 * 2 + 1
+    # static scatter, heatmap, mislabelled tile + clip, few-label curve, contact sheet, 3 cluster rows with
+    # a clip each, 3 example strips, 5 anomaly tiles with a clip each, training curves
+    assert len(srcs) == 1 + 1 + 2 + 1 + 1 + 3 * 2 + 3 + 5 * 2 + 1
     # the map's data: a thumbnail per point and a sound clip per point whose recording exists (item 7's
     # is missing), the mislabelled item's clip, one per cluster and one per anomaly
     assert page.count("data:image/jpeg;base64,") == N
@@ -236,6 +237,14 @@ def test_gallery_and_anomalies_follow_the_tables(report: tuple[Path, str]) -> No
     assert "All 60 points shown" in _section(page, "embedding")
 
 
+def test_contact_sheet_per_label_is_written_next_to_the_page(report: tuple[Path, str]) -> None:
+    path, page = report
+    sheet = imread(path.parent / "contact_sheet.png")
+    assert sheet.shape[0] > 3 * 32 and sheet.shape[1] > 5 * 32  # 3 labels: rows of n_examples (5) tiles of 32 px
+    section = _section(page, "labels")
+    assert "contact_sheet.png" in section and section.count("<img") == 1
+
+
 def test_subsampling_note_and_missing_optional_inputs(tmp_path: Path) -> None:
     kwargs = _make_inputs(tmp_path, modality="image")
     (tmp_path / "empty.csv").write_text("")  # a training log cut off before its header
@@ -279,4 +288,6 @@ def test_store_without_labels_and_unmatched_items(tmp_path: Path, caplog: pytest
     assert re.search(r"<td>items on the map</td><td>6</td>", page)
     assert "No label agreement metrics were computed" in _section(page, "metrics")
     assert "No labelled items" in _section(page, "contingency")
+    assert "No item has a human label" in _section(page, "labels")
+    assert not (kwargs["out_dir"] / "contact_sheet.png").exists()
     assert re.findall(r"<td>(i\d)</td>", _section(page, "anomalies")) == ["i5", "i4", "i3", "i2", "i1"]

@@ -57,14 +57,8 @@ def _shrink(tiles: np.ndarray, max_px: int) -> np.ndarray:
     return t.reshape(len(t), side // factor, factor, side // factor, factor).mean(axis=(2, 4))
 
 
-def tile_grid(
-    rows: Sequence[np.ndarray], origin: str = "upper", cmap: str = "gray", max_px: int = 64, gap: int = 2
-) -> bytes:
-    """One PNG mosaic: each entry of ``rows`` (``[n, S, S]``, values in [0, 1]) is a row of tiles.
-
-    Rows may differ in length (the rest is left white). ``origin="lower"`` flips each tile so that
-    row 0 of a spectrogram (the lowest frequency) is drawn at the bottom.
-    """
+def _mosaic(rows: Sequence[np.ndarray], origin: str, cmap: str, max_px: int, gap: int) -> np.ndarray:
+    """RGB uint8 mosaic: each entry of ``rows`` (``[n, S, S]`` in [0, 1]) is a row of tiles on white."""
     shrunk = [_shrink(np.asarray(r, dtype=np.float32).reshape(-1, *np.shape(r)[-2:]), max_px) for r in rows]
     side = max(r.shape[-1] for r in shrunk)
     n_cols = max(1, max(len(r) for r in shrunk))
@@ -77,9 +71,45 @@ def tile_grid(
             t = tile[::-1] if origin == "lower" else tile
             y, x = i * (side + gap), j * (side + gap)
             rgb[y : y + t.shape[0], x : x + t.shape[1]] = colour(np.clip(t, 0, 1), bytes=True)[..., :3]
+    return rgb
+
+
+def tile_grid(
+    rows: Sequence[np.ndarray], origin: str = "upper", cmap: str = "gray", max_px: int = 64, gap: int = 2
+) -> bytes:
+    """One PNG mosaic: each entry of ``rows`` (``[n, S, S]``, values in [0, 1]) is a row of tiles.
+
+    Rows may differ in length (the rest is left white). ``origin="lower"`` flips each tile so that
+    row 0 of a spectrogram (the lowest frequency) is drawn at the bottom.
+    """
     buf = io.BytesIO()
-    matplotlib.image.imsave(buf, rgb, format="png", metadata=_PNG_META)
+    matplotlib.image.imsave(buf, _mosaic(rows, origin, cmap, max_px, gap), format="png", metadata=_PNG_META)
     return buf.getvalue()
+
+
+def contact_sheet(
+    rows: Sequence[tuple[str, np.ndarray]], origin: str = "upper", cmap: str = "gray", max_px: int = 64
+) -> bytes:
+    """A titled mosaic with one row of tiles per group; ``rows`` holds (row title, ``[n, S, S]`` tiles).
+
+    What a microscopist prints to check the tiles by eye: every label's tiles side by side, at one
+    scale, named in the margin.
+    """
+    gap = 4
+    mosaic = _mosaic([tiles for _, tiles in rows], origin, cmap, max_px, gap)
+    height, width = mosaic.shape[:2]
+    row_px = (height + gap) / max(len(rows), 1)
+    margin_in = 2.2
+    fig = Figure(figsize=(width / DPI + margin_in + 0.2, height / DPI + 0.5))
+    ax = fig.add_axes((margin_in / fig.get_figwidth(), 0.1 / fig.get_figheight(),
+                       width / DPI / fig.get_figwidth(), height / DPI / fig.get_figheight()))
+    ax.imshow(mosaic, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([(i + 0.5) * row_px - gap / 2 for i in range(len(rows))], [_plain(t) for t, _ in rows])
+    ax.tick_params(length=0)
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    return _png(fig)
 
 
 def _scatter_panel(

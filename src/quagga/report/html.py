@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 SUBSAMPLE_SEED = 0  # the scatter's subsample is the same on every run
 SKIPPED_ROWS_MAX = 500  # a longer skipped list is cut here; the full list stays in the store's skipped.csv
 GALLERY_PX = 64  # tile side in galleries and tables
+CONTACT_SHEET_FILE = "contact_sheet.png"  # next to index.html: the tiles of every label, to check by eye
 DETAIL_PX = 128  # tile side for reconstructions, prior samples and interpolations
 
 SECTIONS: tuple[tuple[str, str], ...] = (
@@ -41,6 +42,7 @@ SECTIONS: tuple[tuple[str, str], ...] = (
     ("contingency", "Labels by cluster"),
     ("mislabelled", "Likely mislabelled items"),
     ("few_labels", "Few-label classifier"),
+    ("labels", "Tiles per label"),
     ("gallery", "Cluster gallery"),
     ("examples", "Reconstructions and samples"),
     ("anomalies", "Most anomalous items"),
@@ -345,6 +347,30 @@ def _contingency(metrics: Mapping[str, Any], items: pd.DataFrame) -> Markup:
     )
 
 
+def contact_sheet(store: TileStore, items: pd.DataFrame, n_per_label: int, origin: str, cmap: str) -> bytes | None:
+    """PNG of up to ``n_per_label`` random tiles (fixed seed) of every human label; None without labels."""
+    labelled = items.dropna(subset=["label"])
+    if labelled.empty:
+        return None
+    rng = np.random.default_rng(SUBSAMPLE_SEED)
+    rows = []
+    for label, group in labelled.groupby("label", sort=True):
+        pick = np.sort(rng.choice(group["tile_row"].to_numpy(), min(n_per_label, len(group)), replace=False))
+        rows.append((f"{label} ({len(group)})", _tiles(store, pick)))
+    return figures.contact_sheet(rows, origin, cmap, GALLERY_PX)
+
+
+def _labels(sheet: bytes | None, n_per_label: int) -> Markup:
+    if sheet is None:
+        return _p("No item has a human label.", "note")
+    return Markup(
+        _p(f"Up to {n_per_label} randomly chosen tiles of every human label (count in brackets), to check "
+           f"by eye that the tiles show what they should. Also saved as {CONTACT_SHEET_FILE} next to this page.",
+           "note")
+        + _img(sheet, "tiles per label", tiles=True)
+    )
+
+
 def _gallery(
     store: TileStore, items: pd.DataFrame, params: ReportParams, origin: str, cmap: str, source_root: Path | None
 ) -> Markup:
@@ -596,6 +622,7 @@ def build_report(
     skipped = store.skipped
     log.info("report for %s: %d items, %d skipped", dataset, len(items), len(skipped))
     embedding, head = _embedding(dataset, store, items, params, origin, source_root)
+    sheet = contact_sheet(store, items, params.n_examples, origin, cmap)
     sections = {
         "summary": _summary(dataset, modality, store, items, skipped, run_info or {}),
         "metrics": _metrics(metrics),
@@ -603,6 +630,7 @@ def build_report(
         "contingency": _contingency(metrics, items),
         "mislabelled": _mislabelled(store, items, metrics, params, origin, cmap, source_root),
         "few_labels": _few_labels(metrics),
+        "labels": _labels(sheet, params.n_examples),
         "gallery": _gallery(store, items, params, origin, cmap, source_root),
         "examples": _examples(Path(examples_path) if examples_path else None, params, origin, cmap),
         "anomalies": _anomalies(store, items, params, origin, cmap, source_root),
@@ -611,6 +639,9 @@ def build_report(
     }
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    if sheet is not None:
+        with atomic_path(out_dir / CONTACT_SHEET_FILE) as tmp_sheet:
+            Path(tmp_sheet).write_bytes(sheet)
     path = out_dir / "index.html"
     page = _page(dataset, sections, head)
     with atomic_path(path) as tmp:
