@@ -4,12 +4,17 @@ import os
 import sys
 
 from quagga.config import ConfigError, check_inputs, stage_section, validate_config
+from quagga.locks import clear_stale_locks
 
 try:
     config.update(validate_config(config, workflow.source_path("../schemas/config.schema.yaml")))
     check_inputs(config)
 except ConfigError as exc:
     sys.exit(f"quagga: {exc}")
+
+if workflow.is_main_process:  # locks of a killed run must not block its rerun (see quagga.locks)
+    for ended in clear_stale_locks():
+        print(f"quagga: removed the locks left by an ended run (pid {ended['pid']})", file=sys.stderr)
 
 RESULTS = config["results"]
 DEMO = config["demo_data"]
