@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 QUAGGA_TORCH ?= torch==2.13.0
 CORES ?= all
 
-.PHONY: install demo test test-fast lint clean
+.PHONY: install install-hpc demo test test-fast lint clean
 
 install:
 	$(PYTHON) -m venv $(VENV)
@@ -14,6 +14,10 @@ install:
 	$(BIN)/python -m pip install --quiet "$(QUAGGA_TORCH)"
 	$(BIN)/python -m pip install --quiet -e ".[test]"
 	$(BIN)/quagga --version
+
+# SLURM clusters: the executor plugin for `snakemake --profile workflow/profiles/slurm` (the [hpc] extra)
+install-hpc: install
+	$(BIN)/python -m pip install --quiet -e ".[test,hpc]"
 
 demo:
 	PATH="$(CURDIR)/$(BIN):$$PATH" snakemake --cores $(CORES)

@@ -25,6 +25,7 @@ import pandas as pd
 import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from quagga import __version__
 from quagga.models.vae import TileAutoencoder
@@ -118,7 +119,10 @@ def train_model(store_dir: Path, params: TrainParams, out_dir: Path) -> Path:
         tile_params=store.tile_params,
         val_split={"n_items": len(store), "val_fraction": params.val_fraction, "seed": params.seed},
     )
-    resume = _resumable_checkpoint(out_dir, _run_key(params, store))
+    # Under DDP every rank runs this function (one process per device, started by `srun` or torchrun);
+    # only rank 0 clears stale state and writes the outputs, the others decide the same resume read-only.
+    rank = rank_zero_only.rank
+    resume = _resumable_checkpoint(out_dir, _run_key(params, store), clear=rank == 0)
     precision = resolve_precision(params.precision, params.accelerator)
     monitor = "val_loss" if len(data.val_indices) else "train_loss"
     checkpoint = ModelCheckpoint(
@@ -148,7 +152,7 @@ def train_model(store_dir: Path, params: TrainParams, out_dir: Path) -> Path:
         log_every_n_steps=1,
     )
     log.info(
-        "training %s (%s) on %d tiles (%d train, %d val) of %s for up to %d epochs%s",
+        "training %s (%s) on %d tiles (%d train, %d val) of %s for up to %d epochs%s%s",
         params.model,
         precision,
         len(store),
@@ -157,18 +161,21 @@ def train_model(store_dir: Path, params: TrainParams, out_dir: Path) -> Path:
         store_dir,
         params.max_epochs,
         f", resuming from {resume}" if resume else "",
+        _distributed_note(trainer),
     )
     with warnings.catch_warnings():
         for pattern in _QUIET:
             warnings.filterwarnings("ignore", message=pattern)
         trainer.fit(model, datamodule=data, ckpt_path=resume, weights_only=True)
 
+    target = out_dir / "vae.ckpt"
+    if not trainer.is_global_zero:
+        return target
     best = Path(checkpoint.best_model_path or checkpoint.last_model_path)
     if not best.is_file():
         raise RuntimeError(
             f"training wrote no checkpoint in {ckpt_dir} (did max_time_s end the first epoch?)"
         )
-    target = out_dir / "vae.ckpt"
     with atomic_path(target) as tmp:
         shutil.copyfile(best, tmp)
     metrics = _write_metrics(out_dir / "logs", out_dir / "metrics.csv")
@@ -185,12 +192,21 @@ def train_model(store_dir: Path, params: TrainParams, out_dir: Path) -> Path:
             "monitor": monitor,
             "best_score": best_score,
             "resumed_from": str(resume) if resume else None,
+            "world_size": trainer.world_size,
             "versions": _versions(),
         },
         out_dir / "params.json",
     )
     log.info("best %s %s -> %s", monitor, best_score, target)
     return target
+
+
+def _distributed_note(trainer: L.Trainer) -> str:
+    """How training is spread: e.g. ", DDP rank 0 of 2 (SLURMEnvironment)"; empty for one process."""
+    if trainer.world_size == 1:
+        return ""
+    env = type(trainer.strategy.cluster_environment).__name__
+    return f", {type(trainer.strategy).__name__} rank {trainer.global_rank} of {trainer.world_size} ({env})"
 
 
 def resolve_precision(precision: str, accelerator: str) -> str:
@@ -229,12 +245,15 @@ def _run_key(params: TrainParams, store: TileStore) -> dict[str, Any]:
     return json.loads(json.dumps(key))
 
 
-def _resumable_checkpoint(out_dir: Path, key: dict[str, Any]) -> Path | None:
-    """``last.ckpt`` of an interrupted run with the same recipe and tiles; otherwise clear stale state."""
+def _resumable_checkpoint(out_dir: Path, key: dict[str, Any], clear: bool = True) -> Path | None:
+    """``last.ckpt`` of an interrupted run with the same recipe and tiles; otherwise clear stale state
+    (unless ``clear`` is false: the DDP ranks other than 0 only look)."""
     ckpt_dir, log_dir = out_dir / "checkpoints", out_dir / "logs"
     last, run_file = ckpt_dir / "last.ckpt", ckpt_dir / "run.json"
     if last.is_file() and run_file.is_file() and json.loads(run_file.read_text()) == key:
         return last
+    if not clear:
+        return None
     if ckpt_dir.exists() or log_dir.exists():
         log.warning("discarding checkpoints and logs in %s: made with other parameters or tiles", out_dir)
         shutil.rmtree(ckpt_dir, ignore_errors=True)

@@ -144,7 +144,8 @@ class TileAutoencoder(L.LightningModule):
                 "or lower learning_rate / beta and keep gradient_clip_val on"
             )
         metrics = {f"{stage}_{name}": value for name, value in terms.items()}
-        self.log_dict(metrics, on_step=False, on_epoch=True, batch_size=len(batch))
+        # sync_dist: under DDP the epoch means are over every rank's batches (a no-op in one process)
+        self.log_dict(metrics, on_step=False, on_epoch=True, batch_size=len(batch), sync_dist=True)
         if stage == "train":
             self.log("kl_weight", self.kl_weight(stage), on_step=False, on_epoch=True, batch_size=len(batch))
         return terms["loss"]
