@@ -195,3 +195,32 @@ def test_ddp_training_with_two_cpu_processes_under_srun(tmp_path: Path) -> None:
     curve = np.loadtxt(out / "metrics.csv", delimiter=",", skiprows=1, usecols=(1, 2))
     assert curve.shape == (2, 2) and np.isfinite(curve).all()
     print(f"DDP smoke (2 ranks, gloo, srun): {took:.1f} s")
+
+
+@pytest.mark.slow
+def test_ddp_training_through_the_profile(runs: dict[str, object], tmp_path: Path) -> None:
+    """What the README tells a user to set for N GPUs, with 2 CPU processes: the train rule becomes one
+    SLURM job with 2 tasks (--ntasks-per-node=2) whose command starts with `srun`, and trains 2 ranks."""
+    cluster = Path(runs["cluster"])  # type: ignore[arg-type]
+    config_path = cluster / "config" / "config.yaml"
+    config = yaml.safe_load(config_path.read_text())
+    # batch_size differs from the first run's, so training starts afresh instead of resuming
+    config["datasets"][DATASET]["train"] = {"max_epochs": 1, "batch_size": 16, "devices": 2, "accelerator": "cpu"}
+    config_path.write_text(yaml.safe_dump(config))
+    profile = _cpu_profile(tmp_path / "profile")
+    settings = yaml.safe_load((profile / "config.yaml").read_text())
+    settings["set-resources"]["train"].update({"tasks_per_node": 2, "mpi": "srun --ntasks-per-node=2"})
+    (profile / "config.yaml").write_text(yaml.safe_dump(settings))
+
+    done = _run(_snakemake_cmd(cluster, "--profile", str(profile), f"results/{DATASET}/models/vae.ckpt"),
+                cluster, timeout=900)
+    assert done.returncode == 0, done.stdout[-4000:]
+    assert "srun --ntasks-per-node=2 python -m quagga train" in done.stdout
+    (job_id,) = re.findall(r"SLURM jobid (\d+)", done.stdout)
+    shown = subprocess.run(["scontrol", "show", "job", job_id], capture_output=True, text=True).stdout
+    assert "JobState=COMPLETED" in shown and "NumTasks=2" in shown, shown
+    train_log = (cluster / "results" / "logs" / "train" / f"{DATASET}.log").read_text()
+    for rank in (0, 1):
+        assert f"DDPStrategy rank {rank} of 2 (SLURMEnvironment)" in train_log, train_log[-3000:]
+    written = json.loads((cluster / "results" / DATASET / "models" / "params.json").read_text())
+    assert written["world_size"] == 2 and written["epochs"] == 1 and written["resumed_from"] is None

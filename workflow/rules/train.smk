@@ -15,10 +15,12 @@ rule train:
     threads: workflow.cores
     resources:
         mem_mb=8000,
+        # multi-GPU DDP under SLURM: the launcher, e.g. "srun --ntasks-per-node=4" (README); empty: one process
+        mpi="",
     conda:
         ENV
     shell:
-        "python -m quagga train --tiles {input} --params {params.train:q} --tiles-params {params.tiles:q} "
+        "{resources.mpi} python -m quagga train --tiles {input} --params {params.train:q} --tiles-params {params.tiles:q} "
         "--out {params.out} 2> {log}"
 
 
