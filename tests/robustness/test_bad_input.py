@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import html
 import json
+import os
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,10 +82,11 @@ def _check(battery: Battery, dataset: str, source: str, item: str, outcome: str)
         tiled = index[(index["source"] == source) & (index["annotation_row"] == item)]
     else:
         tiled = index[index["source"] == source]
-    if outcome == TILED:
+    if outcome.startswith(TILED):
         assert len(tiled) == 1 and hit.empty, f"{source} {item}: expected a tile, skipped: {hit.to_dict('records')}"
         return
-    assert tiled.empty, f"{source} {item}: expected a skip, got a tile"
+    if dataset == "bad-audio":  # (box rows share their image with a good box, whose tile is there)
+        assert tiled.empty, f"{source} {item}: expected a skip, got a tile"
     assert len(hit) == 1, f"{source} {item}: not in the skipped table"
     reason = hit["reason"].iloc[0]
     found = outcome in reason if dataset == "bad-audio" else re.search(outcome, reason)
@@ -150,11 +153,59 @@ def test_hostile_label_and_file_name_stay_text_in_the_report(battery: Battery) -
 
 
 @pytest.mark.parametrize("dataset", ["bad-audio", "bad-images"])
-def test_the_report_loads_nothing_from_the_network(battery: Battery, dataset: str) -> None:
+def test_the_report_page_links_nothing_on_the_network(battery: Battery, dataset: str) -> None:
+    """No markup loads from the network (Bokeh's inline bundle holds CDN URLs for features the report does
+    not use, e.g. MathJax; that none is fetched is checked in a browser below)."""
     page = (battery.workdir / "results" / dataset / "report" / "index.html").read_text()
-    assert not re.search(r"""(?:src|href|action|poster|data)\s*=\s*["']?\s*(?:https?:)?//""", page, flags=re.I)
-    assert not re.search(r"<link\b|@import|url\(\s*[\"']?\s*(?:https?:)?//", page, flags=re.I)
-    assert not re.search(r"""(?:fetch|XMLHttpRequest|import)\s*\(\s*["'](?:https?:)?//""", page)
+    assert not re.search(r"<script[^>]*\ssrc=|<link\b|<iframe\b|<object\b|<embed\b", page, flags=re.I)
+    markup = re.sub(r"<script[^>]*>.*?</script>", "", page, flags=re.S | re.I)
+    assert not re.search(r"""(?:src|href|action|poster|srcset)\s*=\s*["']?\s*(?:https?:)?//""", markup, flags=re.I)
+    assert not re.search(r"@import|url\(\s*[\"']?\s*(?:https?:)?//", markup, flags=re.I)
+
+
+def _chromium() -> str | None:
+    return os.environ.get("QUAGGA_CHROMIUM") or next(
+        (p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)
+
+
+@pytest.mark.browser
+def test_in_a_browser_the_report_requests_nothing_and_runs_no_hostile_script(battery: Battery) -> None:
+    """Open the bad-audio report (hostile label and file name, a TeX-like label) in headless Chromium, hover
+    the map and colour it by label: no request leaves the page, no dialog opens, no script error."""
+    executable = _chromium()
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        executable = None
+    if executable is None:
+        if os.environ.get("QUAGGA_REQUIRE_BROWSER") == "1":
+            pytest.fail("no Chromium / playwright")
+        pytest.skip("no Chromium / playwright")
+    requests: list[str] = []
+    problems: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1300, "height": 1000})
+        page.on("request", lambda r: requests.append(r.url))
+        page.on("pageerror", lambda e: problems.append(str(e)))
+        page.on("dialog", lambda d: problems.append(f"dialog: {d.message}"))
+        page.goto((battery.workdir / "results" / "bad-audio" / "report" / "index.html").as_uri())
+        page.wait_for_function("() => window.Bokeh && [...Bokeh.index.all_views()].length > 0")
+        page.locator("#embedding").scroll_into_view_if_needed()
+        box = page.locator("#embedding canvas").first.bounding_box()
+        for fx in (0.2, 0.4, 0.5, 0.6, 0.8):
+            for fy in (0.3, 0.5, 0.7):
+                page.mouse.move(box["x"] + fx * box["width"], box["y"] + fy * box["height"])
+                page.wait_for_timeout(30)
+        select = page.locator("select").first
+        if select.count():
+            options = select.locator("option").all_inner_texts()
+            if any("label" in o for o in options):
+                select.select_option(label=next(o for o in options if "label" in o))
+        page.wait_for_timeout(500)
+        browser.close()
+    remote = [u for u in requests if not u.startswith(("file:", "data:", "blob:", "about:"))]
+    assert remote == [] and problems == [], (remote, problems)
 
 
 def test_the_report_names_the_resolved_input_paths(battery: Battery) -> None:

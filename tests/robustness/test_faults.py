@@ -117,9 +117,10 @@ def test_disk_full_while_tiling_gives_a_clear_error_and_no_finished_output(tmp_p
     assert "tiles_audio" in dry.stdout, "the failed step must still count as to do"
 
 
-@pytest.mark.parametrize("stage", ["encode", "evaluate", "report"])
+@pytest.mark.parametrize("stage", ["train", "encode", "evaluate", "report"])
 def test_disk_full_in_later_writes_leaves_no_partial_file(tmp_path: Path, reference_run: Path, stage: str) -> None:
-    """latents + examples npz, metrics.json and the report page: a failed write leaves nothing behind."""
+    """Checkpoints, latents + examples npz, metrics.json and the report page: a failed write leaves no
+    file that a later step (or Snakemake) could take for a finished output."""
     import subprocess
     import sys
 
@@ -127,15 +128,22 @@ def test_disk_full_in_later_writes_leaves_no_partial_file(tmp_path: Path, refere
     out = tmp_path / "out"
     out.mkdir()
     commands = {
+        "train": ["train", "--tiles", str(res / "tiles"), "--out", str(out), "--params",
+                  json.dumps({"max_epochs": 2, "batch_size": 8, "base_channels": 4, "latent_dim": 4, "depth": 3})],
         "encode": ["encode", "--tiles", str(res / "tiles"), "--checkpoint", str(res / "models" / "vae.ckpt"),
                    "--out", str(out / "latents.parquet"), "--examples", str(out / "reconstructions.npz")],
         "evaluate": ["evaluate", "--tiles", str(res / "tiles"), "--clusters", str(res / "clusters.parquet"),
                      "--out", str(out / "metrics.json")],
         "report": ["report", "--dataset", CLEAN, "--results", str(res), "--params", "{}", "--out", str(out)],
     }
-    limit = {"encode": 1500, "evaluate": 500, "report": 20000}[stage]
+    limit = {"train": 20000, "encode": 1500, "evaluate": 500, "report": 20000}[stage]
     done = subprocess.run([sys.executable, "-m", "quagga", *commands[stage]], capture_output=True, text=True,
                           preexec_fn=_file_size_limit(limit), timeout=300)
     assert done.returncode != 0
     assert "disk full or file size limit" in done.stderr, done.stderr[-2000:]
-    assert sorted(p.name for p in out.iterdir()) == [], "a failed write left a file behind"
+    written = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    if stage == "train":  # the run's fingerprint and Lightning's raw logs only: no checkpoint, no vae.ckpt
+        assert [w for w in written if w.endswith((".ckpt", ".csv")) and not w.startswith("logs/")] == [], written
+        assert not any(".tmp" in w for w in written), written
+    else:
+        assert written == [], "a failed write left a file behind"
