@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 from quagga import __version__
 from quagga.params import ReportParams
 from quagga.report import figures, interactive
-from quagga.tables import atomic_path
+from quagga.tables import atomic_path, read_table_params
 from quagga.tiles.store import TileStore
 
 log = logging.getLogger(__name__)
@@ -624,7 +624,9 @@ def build_report(
     embedding, head = _embedding(dataset, store, items, params, origin, source_root)
     sheet = contact_sheet(store, items, params.n_examples, origin, cmap)
     sections = {
-        "summary": _summary(dataset, modality, store, items, skipped, run_info or {}),
+        # the HDBSCAN setting the cluster stage chose without labels, next to the configured candidates
+        "summary": _summary(dataset, modality, store, items, skipped,
+                            {**(run_info or {}), "cluster_selected": read_table_params(clusters_path).get("selected")}),
         "metrics": _metrics(metrics),
         "embedding": embedding,
         "contingency": _contingency(metrics, items),
