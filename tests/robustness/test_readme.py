@@ -19,3 +19,9 @@ def test_readme_table_is_the_battery() -> None:
 def test_at_least_25_kinds_each_named_once() -> None:
     kinds = [kind for _, kind, _, _ in battery_table()]
     assert len(kinds) >= 25 and len(set(kinds)) == len(kinds)
+
+
+def test_the_project_readme_counts_the_kinds() -> None:
+    n = len(battery_table())
+    assert f"lists the {n} kinds of bad" in (README.parents[2] / "README.md").read_text()
+    assert f"## The kinds ({n})" in README.read_text()
