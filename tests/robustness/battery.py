@@ -379,7 +379,7 @@ def _tiff(compression: str) -> Callable[[Path], None]:
 def _multipage(p: Path) -> None:
     import tifffile
 
-    tifffile.imwrite(p, np.stack([particle(seed=12 + k) for k in range(3)]))
+    tifffile.imwrite(p, np.stack([particle(seed=12 + k) for k in range(3)]), photometric="minisblack")
 
 
 def _exif_rotated(p: Path) -> None:
