@@ -214,7 +214,7 @@ def seed_stability(
     for seed in range(1, n_seeds):
         started = time.perf_counter()
         space, _ = cluster_space(latents, EmbedParams(**{**embed.__dict__, "seed": seed}))
-        table, _, _ = cluster_embedding(space, ClusterParams(**{**cluster.__dict__, "seed": seed}))
+        table, _ = cluster_embedding(space, ClusterParams(**{**cluster.__dict__, "seed": seed}))
         runs[seed] = table["cluster"].to_numpy()
         print(f"  seed {seed}: {runs[seed].max() + 1} clusters, noise {np.mean(runs[seed] < 0):.3f} "
               f"({time.perf_counter() - started:.0f} s)", flush=True)

@@ -184,11 +184,12 @@ class EmbedParams:
     cluster_dims: int = 10
     cluster_min_dist: float = 0.0
     metric: str = "euclidean"
-    epochs: int = 200
-    batch_size: int = 512
+    epochs: int = 20
+    min_steps: int = 600  # small data sets get more epochs, so the encoder still takes this many steps
+    batch_size: int = 4096
     negative_sample_rate: int = 5
-    learning_rate: float = 1e-3
-    hidden: int = 256
+    learning_rate: float = 3e-3
+    hidden: int = 128
     seed: int = 0
 
 

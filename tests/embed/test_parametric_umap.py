@@ -132,3 +132,12 @@ def test_embed_latents_table_and_clusters() -> None:
 def test_embed_latents_needs_z_columns() -> None:
     with pytest.raises(ValueError, match="no z_"):
         embed_latents(pd.DataFrame({"item_id": ["a"], "x": [1.0]}), EmbedParams())
+
+
+def test_transform_many_new_points_in_pieces_equals_at_once(fitted: ParametricUMAP) -> None:
+    """10,000 new items (bench/umap_speed.py times this: <= 1 s on CPU) map as they would one piece at a time."""
+    X_new = np.random.default_rng(3).normal(0, 3, size=(10_000, 32))
+    whole = fitted.transform(X_new)
+    assert whole.shape == (10_000, 2) and whole.dtype == np.float32 and np.isfinite(whole).all()
+    np.testing.assert_allclose(np.vstack([fitted.transform(X_new[:4000]), fitted.transform(X_new[4000:])]), whole,
+                               rtol=1e-5, atol=1e-5)

@@ -51,6 +51,7 @@ class ParametricUMAPConfig:
     learning_rate: float
     hidden: int
     seed: int
+    min_steps: int = 0
 
 
 def _encoder(n_in: int, hidden: int, n_out: int) -> nn.Sequential:
@@ -92,16 +93,17 @@ class ParametricUMAP:
         n_neighbors: int = 15,
         min_dist: float = 0.1,
         metric: str = "euclidean",
-        epochs: int = 200,
-        batch_size: int = 512,
+        epochs: int = 20,
+        batch_size: int = 4096,
         negative_sample_rate: int = 5,
-        learning_rate: float = 1e-3,
-        hidden: int = 256,
+        learning_rate: float = 3e-3,
+        hidden: int = 128,
         seed: int = 0,
+        min_steps: int = 600,
     ) -> None:
         self.config = ParametricUMAPConfig(
             n_components, n_neighbors, min_dist, metric, epochs, batch_size, negative_sample_rate,
-            learning_rate, hidden, seed,
+            learning_rate, hidden, seed, min_steps,
         )
         self.a, self.b = (float(v) for v in find_ab_params(1.0, min_dist))
         self.encoder: nn.Sequential | None = None
@@ -125,10 +127,17 @@ class ParametricUMAP:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
             self.encoder = _encoder(X.shape[1], cfg.hidden, cfg.n_components)
-        n_steps = self._train(torch.from_numpy(self._standardise(X)), head, tail, weight)
+        threads = torch.get_num_threads()
+        # one thread: the encoder's matrices are small, and torch's worker threads spin-waiting for each
+        # other made training 10x slower on 2 shared cores (measured, bench/umap_speed.py)
+        torch.set_num_threads(1)
+        try:
+            n_steps = self._train(torch.from_numpy(self._standardise(X)), head, tail, weight)
+        finally:
+            torch.set_num_threads(threads)
         log.info(
             "ParametricUMAP %d-D: %d items, %d edges; graph %.1f s, %d epochs x %d steps %.1f s; loss %.4f",
-            cfg.n_components, len(X), len(head), graph_s, cfg.epochs, n_steps,
+            cfg.n_components, len(X), len(head), graph_s, len(self.loss_history_), n_steps,
             time.perf_counter() - started - graph_s,
             self.loss_history_[-1] if self.loss_history_ else float("nan"),
         )
@@ -146,7 +155,9 @@ class ParametricUMAP:
         prob = weight / weight.sum()
         self.encoder.train()
         self.loss_history_ = []
-        for epoch in range(cfg.epochs):
+        # a small set gets more passes, so that the network still takes min_steps optimizer steps
+        n_epochs = max(cfg.epochs, -(-cfg.min_steps // n_steps))
+        for epoch in range(n_epochs):
             edges = rng.choice(len(head), size=(n_steps, batch), p=prob)
             n_neg = batch * cfg.negative_sample_rate
             negatives = torch.from_numpy(rng.integers(0, batch, size=(n_steps, n_neg)))
@@ -161,7 +172,7 @@ class ParametricUMAP:
                 optimizer.step()
                 total += loss.detach()
             self.loss_history_.append(float(total) / n_steps)
-            log.debug("epoch %d/%d: loss %.4f", epoch + 1, cfg.epochs, self.loss_history_[-1])
+            log.debug("epoch %d/%d: loss %.4f", epoch + 1, n_epochs, self.loss_history_[-1])
         self.encoder.eval()
         return n_steps
 
@@ -250,7 +261,7 @@ def _umap(params: EmbedParams, n_components: int, min_dist: float) -> Parametric
     return ParametricUMAP(
         n_components=n_components, min_dist=min_dist, n_neighbors=params.n_neighbors, metric=params.metric,
         epochs=params.epochs, batch_size=params.batch_size, negative_sample_rate=params.negative_sample_rate,
-        learning_rate=params.learning_rate, hidden=params.hidden, seed=params.seed,
+        learning_rate=params.learning_rate, hidden=params.hidden, seed=params.seed, min_steps=params.min_steps,
     )
 
 
