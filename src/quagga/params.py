@@ -121,6 +121,7 @@ class DetectParams:
     threshold: str = "otsu"  # otsu | li | triangle | yen
     polarity: str = "auto"  # auto | dark | bright
     open_px: int = 2  # opening radius: removes specks and thin bridges
+    close_px: int = 0  # closing radius: joins the parts of one particle (the lobes of a nucleus)
     fill_holes: bool = True
     split_touching: bool = False  # watershed on the distance transform
     split_min_distance_px: int = 15

@@ -110,3 +110,12 @@ def test_segment_input_tiles_found_particles_labels_them_and_writes_the_boxes(tm
     again = ImageParams(input="boxes", images="fields", labels=None, boxes="tiles/found_boxes.csv")
     assert {i.item_id for i in iter_image_tiles(again, tmp_path) if isinstance(i, TileItem)} == set(tiles)
     assert found_boxes_writer(again, tmp_path) is None
+
+
+def test_closing_joins_the_lobes_of_one_particle() -> None:
+    field = np.full((80, 120), 0.8)
+    for cx in (40, 60, 80):  # three lobes 8 px apart, like a segmented nucleus
+        field[draw.disk((40, cx), 6)] = 0.2
+    assert len(find_particles(field, FLAT)) == 3
+    joined = find_particles(field, DetectParams(background_sigma_px=0, close_px=6))
+    assert joined == [Box(35, 35, 86, 46)]  # tips shaved by the opening, as for DISC

@@ -1,11 +1,12 @@
 """Find particles in a field image that has no boxes, and score found boxes against human ones.
 
-The classic flow-imaging / ImageJ recipe, each step a scikit-image call: subtract a Gaussian
-background (uneven illumination), threshold automatically, open (remove specks and bridges), fill
-holes, optionally split touching particles with a watershed on the distance transform, optionally grow
-each particle (a pale rim the threshold misses), then keep connected components by area and border
-contact. Polarity is read from the image (particles lie on the far side of the threshold from the
-median, which is the field), so dark-on-bright and fluorescent images need no setting.
+The classic flow-imaging / ImageJ recipe, each step a scikit-image or SciPy call: subtract a Gaussian
+background (uneven illumination), threshold automatically, open (remove specks and bridges), close (join
+the parts of one particle), fill holes, optionally split touching particles with a watershed on the
+distance transform, optionally grow each particle (a pale rim the threshold misses), then keep connected
+components by area and border contact. Polarity is read from the image (particles lie on the far side of
+the threshold from the median, which is the field), so dark-on-bright and fluorescent images need no
+setting.
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ def foreground_mask(gray: np.ndarray, p: DetectParams) -> np.ndarray:
     mask = signal > threshold if bright else signal < threshold
     if p.open_px > 0:
         mask = ndimage.binary_opening(mask, structure=morphology.disk(p.open_px))
+    if p.close_px > 0:
+        mask = ndimage.binary_closing(mask, structure=morphology.disk(p.close_px), border_value=0)
     if p.fill_holes:
         mask = ndimage.binary_fill_holes(mask)
     return mask
