@@ -108,7 +108,15 @@ def cmd_embed(args: argparse.Namespace) -> None:
     from quagga.tables import write_table
 
     params = _params(EmbedParams, args.params)
-    embedding, map2d, map_nd = embed_latents(pd.read_parquet(args.latents), params)
+    latents = pd.read_parquet(args.latents)
+    if params.morphology:
+        from quagga.embed.morphology import with_morphology
+        from quagga.tiles.store import TileStore
+
+        if not args.tiles:
+            raise ParamsError("embed.morphology needs the tile store (--tiles) whose features it adds")
+        latents = with_morphology(latents, TileStore(args.tiles).index)
+    embedding, map2d, map_nd = embed_latents(latents, params)
     models = Path(args.models_dir)
     models.mkdir(parents=True, exist_ok=True)
     map2d.save(models / "umap_2d.pt")
@@ -209,6 +217,7 @@ def _parser() -> argparse.ArgumentParser:
 
     p = add("embed", cmd_embed, "ParametricUMAP of the latents (2-D map + n-D for clustering)")
     p.add_argument("--latents", required=True)
+    p.add_argument("--tiles", help="tile store whose morphology features embed.morphology adds")
     p.add_argument("--params", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--models-dir", required=True)

@@ -191,6 +191,7 @@ class EmbedParams:
     negative_sample_rate: int = 5
     learning_rate: float = 3e-3
     hidden: int = 128
+    morphology: bool = False  # images: embed the morphology features (z-scored) next to the latents
     seed: int = 0
 
 

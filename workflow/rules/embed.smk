@@ -1,6 +1,7 @@
 rule embed:
     input:
-        f"{RESULTS}/{{dataset}}/latents.parquet",
+        latents=f"{RESULTS}/{{dataset}}/latents.parquet",
+        tiles=f"{RESULTS}/{{dataset}}/tiles",
     output:
         map2d=f"{RESULTS}/{{dataset}}/models/umap_2d.pt",
         embedding=f"{RESULTS}/{{dataset}}/embedding.parquet",
@@ -17,7 +18,7 @@ rule embed:
     conda:
         ENV
     shell:
-        "python -m quagga embed --latents {input} --params {params.embed:q}"
+        "python -m quagga embed --latents {input.latents} --tiles {input.tiles} --params {params.embed:q}"
         " --out {output.embedding} --models-dir {params.models} 2> {log}"
 
 
