@@ -9,8 +9,9 @@ DATA_DIR is laid out like the shared sets:
   ``image, label, xmin, ymin, xmax, ymax`` (field images), paths relative to DATA_DIR.
 
 The bench writes a config for the folder (dataset name = the folder's name) and runs quagga's default
-pipeline on it with Snakemake, up to the clusters: ``<results>/<name>/`` (a finished stage whose inputs,
-parameters and code are unchanged is not redone, so a second call only re-measures). Dataset-specific
+pipeline on it with Snakemake, up to the clusters: ``<results>/<name>/`` (a finished stage whose inputs
+and parameters are unchanged is not redone, so a second call only re-measures; ``--rerun-triggers`` adds
+e.g. ``code``). Dataset-specific
 settings (spectrogram parameters, image normalisation, training length) come from ``--config`` or, when
 it is not given, from ``config/<name>.yaml`` if that file exists; only the data paths are replaced.
 The embed/cluster settings are quagga's defaults unless that file sets them.
@@ -111,15 +112,17 @@ def build_config(data_dir: Path, name: str, base: Path | None, results: Path) ->
     return {**top, "results": _rel(results), "run_datasets": [name], "datasets": {name: dataset}}
 
 
-def run_pipeline(config_path: Path, target: Path, cores: int) -> float:
+def run_pipeline(config_path: Path, target: Path, cores: int, triggers: list[str]) -> float:
     """Snakemake up to ``target`` (a finished, unchanged stage is kept); wall seconds."""
-    cmd = [sys.executable, "-m", "snakemake", str(target), "--cores", str(cores), "--configfile", str(config_path)]
+    cmd = [sys.executable, "-m", "snakemake", _rel(target), "--cores", str(cores), "--rerun-triggers", *triggers,
+           "--configfile", str(config_path)]
     print("$", " ".join(cmd), flush=True)
     started = time.perf_counter()
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     if proc.returncode != 0:
         sys.exit(f"the workflow failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
-    done = [line.strip() for line in proc.stderr.splitlines() if line.strip().startswith("rule ")]
+    done = [line.strip().rstrip(":") for line in (proc.stdout + proc.stderr).splitlines()
+            if line.strip().startswith(("rule ", "localrule "))]
     print(f"  {', '.join(done) or 'nothing to redo: results up to date'} ({time.perf_counter() - started:.0f} s)")
     return time.perf_counter() - started
 
@@ -180,6 +183,7 @@ def avgn(specs: list[np.ndarray], variant: str, seed: int) -> tuple[np.ndarray, 
     """Cluster labels of the AVGN method (``naive`` or ``tuned``) and the settings it used."""
     import umap
 
+    warnings.filterwarnings("ignore", message="n_jobs value", category=UserWarning)  # seeded: one thread
     n = len(specs)
     if variant == "naive":
         normed = [(s - s.min()) / max(float(s.max() - s.min()), 1e-9) for s in specs]
@@ -241,6 +245,8 @@ def main() -> None:
     parser.add_argument("--cores", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--seeds", type=int, default=3, help="seeds for the stability check (1: none)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the baselines' UMAP")
+    parser.add_argument("--rerun-triggers", nargs="+", default=["mtime", "params", "input"],
+                        help="what makes Snakemake redo a finished stage (add 'code' to retrain after code edits)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
@@ -255,7 +261,7 @@ def main() -> None:
     config_path.write_text(yaml.safe_dump(config, sort_keys=False))
     print(f"{data_dir} ({modality}, {table_name}); settings from {base or 'the defaults'}; config {config_path}")
     out_dir = args.results / name
-    pipeline_s = run_pipeline(config_path.resolve(), out_dir / "clusters.parquet", args.cores)
+    pipeline_s = run_pipeline(config_path.resolve(), out_dir / "clusters.parquet", args.cores, args.rerun_triggers)
 
     validated = load_config(config_path)
     embed_params = from_dict(EmbedParams, stage_section(validated, name, "embed"))
