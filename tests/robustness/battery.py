@@ -28,7 +28,7 @@ SR = 16000
 
 # the smallest model and embedding settings the schema allows, enough to run every step
 TRAIN = {"max_epochs": 1, "batch_size": 8, "base_channels": 4, "latent_dim": 4, "depth": 3}
-EMBED = {"epochs": 2, "n_neighbors": 5, "hidden": 16, "cluster_dims": 2, "batch_size": 64}
+EMBED = {"epochs": 2, "n_neighbors": 5, "hidden": 16, "cluster_dims": 2, "batch_size": 64, "min_steps": 0}
 CLUSTER = {"min_cluster_size": 4}
 EVALUATE = {"bootstrap": 0, "few_label_repeats": 0}
 REPORT = {"n_examples": 4, "max_points": 100}

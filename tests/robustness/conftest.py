@@ -12,7 +12,7 @@ from battery import audio_dataset, snakemake, write_config, write_csv, write_goo
 
 CLEAN = "clean"
 # enough steps per epoch that a kill lands inside training, not after it
-CLEAN_TRAIN = {"max_epochs": 6, "batch_size": 4}
+CLEAN_TRAIN = {"max_epochs": 4, "batch_size": 4}
 
 
 @pytest.fixture(scope="session")
