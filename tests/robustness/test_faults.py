@@ -23,19 +23,6 @@ def _results(wd: Path) -> Path:
     return wd / "results" / CLEAN
 
 
-def _kill_then_rerun(wd: Path, ready, reference: Path) -> str:
-    """Kill the workflow at ``ready``, check it really died, rerun to the end, compare with the reference."""
-    rc, printed = run_and_kill(wd, ready)
-    assert rc == -signal.SIGKILL, printed[-2000:]
-    assert not (_results(wd) / "report" / "index.html").exists()
-    done = snakemake(wd)  # the README's command; the default profile sets rerun-incomplete
-    assert done.returncode == 0, done.stderr[-4000:]
-    assert_same_results(reference, wd)
-    assert leftovers(wd) == []
-    assert "Nothing to be done" in (snakemake(wd, "-n").stdout + "")
-    return done.stderr
-
-
 def test_kill_during_tiling_then_rerun(tmp_path: Path, clean_data: Path, reference_run: Path) -> None:
     wd = clean_workdir(tmp_path, clean_data)
     partial = _results(wd)
