@@ -92,12 +92,22 @@ def _replicate(section: dict, copies: int, folder: Path) -> dict:
     return {**section, "recordings": str(folder), "annotations": str(folder / "annotations.csv")}
 
 
+def _warm_up(spec) -> None:  # noqa: ANN001 - SpectrogramParams
+    """Load librosa's lazy modules and numba caches before the clock starts (as bench/audio_tiles.py)."""
+    import numpy as np
+
+    from quagga.audio.spectrogram import spectrogram_db
+
+    spectrogram_db(np.random.default_rng(0).standard_normal(spec.sample_rate).astype(np.float32), spec)
+
+
 def _tiling(section: dict, out: str, queue: mp.Queue) -> None:
     from quagga.audio import iter_audio_tiles
     from quagga.params import AudioParams, from_dict, to_dict
     from quagga.tiles.store import write_store
 
     params = from_dict(AudioParams, section)
+    _warm_up(params.spectrogram)
     with AnonPeak() as anon:
         t0 = time.perf_counter()
         n = write_store(out, iter_audio_tiles(params, ROOT), to_dict(params.spectrogram), "audio")
@@ -150,6 +160,7 @@ def main() -> None:
     ap.add_argument("--config", type=Path, default=ROOT / "config" / "koumura-bird0.yaml")
     ap.add_argument("--dataset", help="dataset name in the config (default: its first audio dataset)")
     ap.add_argument("--scales", default="1,4,16", help="comma-separated numbers of copies")
+    ap.add_argument("--until", choices=STAGES, default="encoding", help="last stage to run (each needs the one before)")
     ap.add_argument("--train-steps", type=int, default=60, help="optimizer steps of training at every scale")
     ap.add_argument("--val-batches", type=int, default=10, help="validation batches at every scale")
     ap.add_argument("--tmp", type=Path, default=None, help="where the copies and stores go (default: system temp)")
@@ -160,6 +171,7 @@ def main() -> None:
                  "(the shared data lives in ../shared/data)")
     train = _train_section(args.config, name, seed=0)
     scales = [int(s) for s in args.scales.split(",")]
+    stages = STAGES[: STAGES.index(args.until) + 1]
     rows: dict[int, dict[str, dict]] = {}
     print(f"dataset {name}; training: {args.train_steps} steps of batch {train['batch_size']} + {args.val_batches} "
           f"validation batches at every scale; {os.cpu_count()} CPUs", flush=True)
@@ -169,10 +181,14 @@ def main() -> None:
             copy = _replicate(section, k, work / "data")
             store, model = str(work / "tiles"), work / "model"
             rows[k] = {"tiling": run_fresh(_tiling, copy, store)}
-            rows[k]["training"] = run_fresh(_training, store, train, str(model), args.train_steps, args.val_batches)
-            rows[k]["encoding"] = run_fresh(_encoding, store, str(model / "vae.ckpt"), str(work / "latents.parquet"))
+            if "training" in stages:
+                rows[k]["training"] = run_fresh(_training, store, train, str(model), args.train_steps,
+                                                args.val_batches)
+            if "encoding" in stages:
+                rows[k]["encoding"] = run_fresh(_encoding, store, str(model / "vae.ckpt"),
+                                                str(work / "latents.parquet"))
             rows[k]["store_mib"] = (Path(store) / "tiles.bin").stat().st_size / 2**20
-            for stage in STAGES:
+            for stage in stages:
                 r = rows[k][stage]
                 print(f"  {k:>3}x {stage:<9} {r['items']:>7} items {r['seconds']:>8.1f} s "
                       f"peak RSS {r['peak_mib']:>6.0f} MiB anon {r['anon_mib']:>6.0f} MiB", flush=True)
@@ -182,27 +198,28 @@ def main() -> None:
     print(f"\n{'scale':>5} {'stage':<9}{'items':>8}{'seconds':>9}{'items/s':>9}{'time/1x':>8}"
           f"{'peak RSS MiB':>13}{'peak anon MiB':>14}{'anon/1x':>8}")
     for k in scales:
-        for stage in STAGES:
+        for stage in stages:
             r, b = rows[k][stage], rows[base][stage]
             print(f"{k:>4}x {stage:<9}{r['items']:>8}{r['seconds']:>9.1f}{r['items'] / r['seconds']:>9.0f}"
                   f"{r['seconds'] / b['seconds']:>8.2f}{r['peak_mib']:>13.0f}{r['anon_mib']:>14.0f}"
                   f"{r['anon_mib'] / b['anon_mib']:>8.2f}")
     top = scales[-1]
-    epoch_min = {k: rows[k]["training"]["seconds"] / args.train_steps * rows[k]["training"]["epoch_steps"] / 60
-                 for k in scales}
-    print("one full training epoch, projected from the time per step: "
-          + ", ".join(f"{k}x {rows[k]['training']['epoch_steps']} steps ~{epoch_min[k]:.0f} min" for k in scales))
-    print("tile store on disk: " + ", ".join(f"{k}x {rows[k]['store_mib']:.0f} MiB" for k in scales)
-          + f"; training precision {rows[base]['training']['precision']}")
-    anon_growth = {s: rows[top][s]["anon_mib"] / rows[base][s]["anon_mib"] for s in STAGES}
+    if "training" in stages:
+        epoch_min = {k: rows[k]["training"]["seconds"] / args.train_steps * rows[k]["training"]["epoch_steps"] / 60
+                     for k in scales}
+        print("one full training epoch, projected from the time per step: "
+              + ", ".join(f"{k}x {rows[k]['training']['epoch_steps']} steps ~{epoch_min[k]:.0f} min" for k in scales)
+              + f"; training precision {rows[base]['training']['precision']}")
+    print("tile store on disk: " + ", ".join(f"{k}x {rows[k]['store_mib']:.0f} MiB" for k in scales))
+    anon_growth = {s: rows[top][s]["anon_mib"] / rows[base][s]["anon_mib"] for s in stages}
     time_per_item = {s: (rows[top][s]["seconds"] / rows[top][s]["items"])
-                     / (rows[base][s]["seconds"] / rows[base][s]["items"]) for s in STAGES}
+                     / (rows[base][s]["seconds"] / rows[base][s]["items"]) for s in stages}
     print(f"{top}x vs {base}x: time per item " + ", ".join(f"{s} {v:.2f}x" for s, v in time_per_item.items())
           + " (<= 1 is at most linear); peak anon " + ", ".join(f"{s} {v:.2f}x" for s, v in anon_growth.items())
           + " (target <= 1.2x)")
     figures = {"bench": "scaling", "dataset": name, "scales": scales,
                "rows": {str(k): {s: {key: round(v, 2) if isinstance(v, float) else v for key, v in rows[k][s].items()}
-                                 for s in STAGES} for k in scales},
+                                 for s in stages} for k in scales},
                "time_per_item_ratio": {s: round(v, 3) for s, v in time_per_item.items()},
                "anon_ratio": {s: round(v, 3) for s, v in anon_growth.items()}}
     print(json.dumps(figures))
