@@ -131,3 +131,13 @@ def test_single_setting_skips_selection(blobs: tuple[np.ndarray, np.ndarray]) ->
     assert table.attrs["selection"]["selected"] == {
         "min_cluster_size": 53, "min_samples": None, "cluster_selection_method": "eom"
     }
+
+
+def test_selection_keeps_the_least_noisy_when_all_exceed_the_cap(blobs: tuple[np.ndarray, np.ndarray]) -> None:
+    X, _ = blobs
+    params = ClusterParams(min_cluster_size=[0.05, 0.1], min_samples=[None], cluster_selection_method=["leaf"],
+                           max_noise_fraction=0.0)
+    table, _ = cluster_embedding(_table(X), params)
+    rows = table.attrs["selection"]["candidates"]
+    assert all(r["noise_fraction"] > 0 for r in rows)
+    assert (table["cluster"] == -1).mean() == pytest.approx(min(r["noise_fraction"] for r in rows), abs=1e-4)

@@ -69,9 +69,10 @@ def select_clustering(
 
     The criterion is DBCV (density-based cluster validity, Moulavi et al. 2014, as hdbscan's
     ``relative_validity_``) among the ``candidates`` (HDBSCAN keyword sets) leaving at most
-    ``max_noise_fraction`` of the items as noise (all candidates when none does); ties go to fewer
-    clusters, then the larger min_cluster_size. Returns the chosen setting's model (refit with prediction
-    data), the setting and one row per candidate (setting, dbcv, n_clusters, noise_fraction).
+    ``max_noise_fraction`` of the items as noise; ties go to fewer clusters, then the larger
+    min_cluster_size. When every candidate leaves more noise, the least noisy one is kept. Returns the
+    chosen setting's model (refit with prediction data), the setting and one row per candidate (setting,
+    dbcv, n_clusters, noise_fraction).
     """
     if len(candidates) == 1:
         return _fit(X, candidates[0]), candidates[0], []
@@ -81,8 +82,12 @@ def select_clustering(
         rows.append({**setting, "dbcv": round(trial.dbcv_, 4), "n_clusters": int(trial.labels_.max()) + 1,
                      "noise_fraction": round(float(np.mean(trial.labels_ == -1)), 4)})
         log.info("candidate %s", rows[-1])
-    allowed = [r for r in rows if r["noise_fraction"] <= max_noise_fraction] or rows
-    best = max(allowed, key=lambda r: (r["dbcv"], -r["n_clusters"], r["min_cluster_size"]))
+    allowed = [r for r in rows if r["noise_fraction"] <= max_noise_fraction]
+    if allowed:
+        best = max(allowed, key=lambda r: (r["dbcv"], -r["n_clusters"], r["min_cluster_size"]))
+    else:  # every candidate leaves too much noise: the least noisy one (then by DBCV)
+        log.warning("every candidate leaves more than %.0f %% noise; keeping the least noisy", 100 * max_noise_fraction)
+        best = min(rows, key=lambda r: (r["noise_fraction"], -r["dbcv"]))
     chosen = candidates[rows.index(best)]
     return _fit(X, chosen), chosen, rows
 
