@@ -92,3 +92,9 @@ def test_unreadable_files_raise_image_read_error(tmp_path: Path) -> None:
 def test_unknown_channel_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unknown channel 'alpha'"):
         read_image(_save(tmp_path / "g.png", GRAY8), "alpha")
+
+
+@pytest.mark.parametrize("compression", ["lzw", "deflate", "zstd"])
+def test_compressed_tiffs(tmp_path: Path, compression: str) -> None:
+    tifffile.imwrite(tmp_path / "c.tif", np.tile(GRAY16, (8, 8)), compression=compression)
+    np.testing.assert_allclose(read_image(tmp_path / "c.tif")[:2, :2], EXPECTED, atol=1e-6)

@@ -520,8 +520,7 @@ STOPPING = [
 
 
 # kinds whose test is marked xfail(strict=True) until the module's owner fixes them: kind -> why
-XFAIL = {"LZW TIFF": "tifffile needs the imagecodecs package to decode LZW, which is not installed; quagga.images "
-                     "should fall back to Pillow or depend on imagecodecs (issue 4)"}
+XFAIL: dict[str, str] = {}
 
 
 def _skip_text(outcome: str) -> str:
