@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -51,3 +52,23 @@ def test_guards(tmp_path: Path) -> None:
         write_store(tmp_path / "x", [TileItem("a", np.zeros((4, 4)))] * 2, {}, "audio")
     with pytest.raises(StoreError, match="not a tile store"):
         TileStore(tmp_path / "nothing")
+
+
+def test_index_is_written_in_chunks_under_one_promoted_schema(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import quagga.tiles.store as store_module
+
+    chunked = functools.partialmethod(store_module._IndexWriter.__init__, chunk=3)
+    monkeypatch.setattr(store_module._IndexWriter, "__init__", chunked)
+    items = [TileItem(f"i{k}", np.zeros((4, 4)), {
+        "label": None if k < 5 else "x",  # no label at all in the first chunk
+        "row": k if k < 7 else float("nan"),  # integers first, a missing value later
+        **({"late": "y"} if k > 8 else {}),  # a column that appears in a later chunk only
+    }) for k in range(11)]
+    assert write_store(tmp_path / "s", items, {}, "images") == 11
+    index = TileStore(tmp_path / "s").index
+    assert index["item_id"].tolist() == [f"i{k}" for k in range(11)]
+    assert index["label"].isna().sum() == 5 and (index["label"].dropna() == "x").all()
+    assert index["row"].iloc[:7].tolist() == list(range(7)) and index["row"].iloc[7:].isna().all()
+    assert index["late"].isna().sum() == 9
+    assert sorted(p.name for p in (tmp_path / "s").iterdir()) == ["index.parquet", "skipped.csv", "store.json",
+                                                                   "tiles.bin"]

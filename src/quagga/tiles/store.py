@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from quagga import __version__
 
@@ -98,7 +100,7 @@ def _write_into(
     extra: Callable[[Path, pd.DataFrame], None] | None,
 ) -> int:
     """Everything of a store into the folder ``tmp``; returns the number of tiles."""
-    rows: list[dict[str, Any]] = []
+    index_rows = _IndexWriter(tmp / INDEX_FILE)
     skipped: list[Skipped] = []
     seen: set[str] = set()
     size: int | None = None
@@ -121,18 +123,15 @@ def _write_into(
                 raise StoreError(f"duplicate item_id {item.item_id!r}")
             seen.add(item.item_id)
             fh.write(np.ascontiguousarray(tile, dtype=dtype).tobytes())
-            rows.append({"item_id": item.item_id, "modality": modality, **item.meta})
+            index_rows.add({"item_id": item.item_id, "modality": modality, **item.meta})
     skipped_df = pd.DataFrame([vars(s) for s in skipped], columns=SKIPPED_COLUMNS)
     skipped_df.to_csv(tmp / SKIPPED_FILE, index=False)
-    if not rows:
+    n = index_rows.close()
+    if n == 0:
         reasons = "; ".join(f"{s.source}: {s.reason}" for s in skipped[:10]) or "no inputs found"
         raise StoreError(f"no usable items for {out_dir}: {reasons}")
-    index = pd.DataFrame(rows)
-    if "label" in index:
-        index["label"] = index["label"].astype("string")
-    index.to_parquet(tmp / INDEX_FILE, index=False)
     meta = {
-        "shape": [len(rows), 1, size, size],
+        "shape": [n, 1, size, size],
         "dtype": dtype,
         "modality": modality,
         "tile_params": tile_params,
@@ -141,9 +140,67 @@ def _write_into(
     }
     (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
     if extra is not None:
-        extra(tmp, index)
-    log.info("%d tiles, %d inputs skipped", len(rows), len(skipped))
-    return len(rows)
+        extra(tmp, pd.read_parquet(tmp / INDEX_FILE))
+    log.info("%d tiles, %d inputs skipped", n, len(skipped))
+    return n
+
+
+class _IndexWriter:
+    """Index rows to one parquet file, holding at most ``chunk`` rows in memory (millions of tiles fit).
+
+    Each chunk is written as its own part first; the parts are joined at the end under one schema that
+    every part's types promote to (an integer column that later holds a NaN becomes float, a column with
+    no value in the first chunk takes the type of a later one), one part at a time.
+    """
+
+    def __init__(self, path: Path, chunk: int = 4096):
+        self.path, self.chunk = path, chunk
+        self.parts_dir = path.with_name(path.name + ".parts")
+        self.rows: list[dict[str, Any]] = []
+        self.parts: list[Path] = []
+        self.n = 0
+
+    def add(self, row: dict[str, Any]) -> None:
+        self.rows.append(row)
+        if len(self.rows) >= self.chunk:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self.rows:
+            return
+        frame = pd.DataFrame(self.rows)
+        if "label" in frame:
+            frame["label"] = frame["label"].astype("string")
+        self.parts_dir.mkdir(exist_ok=True)
+        part = self.parts_dir / f"{len(self.parts):06d}.parquet"
+        frame.to_parquet(part, index=False)
+        self.parts.append(part)
+        self.n += len(frame)
+        self.rows = []
+
+    def close(self) -> int:
+        """Write the index file (nothing when there are no rows); the number of rows."""
+        self._flush()
+        if self.parts:
+            schemas = [pq.read_schema(p) for p in self.parts]
+            schema = pa.unify_schemas([s.remove_metadata() for s in schemas], promote_options="permissive")
+            if schema.equals(schemas[0], check_metadata=False):
+                schema = schemas[0]  # keep pandas' metadata (e.g. the label column's string dtype)
+            with pq.ParquetWriter(self.path, schema) as writer:
+                for part in self.parts:
+                    writer.write_table(_conform(pq.read_table(part), schema))
+        shutil.rmtree(self.parts_dir, ignore_errors=True)
+        return self.n
+
+
+def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``table`` with exactly the columns of ``schema``, cast to its types (absent columns are null)."""
+    columns = [
+        table.column(field.name).cast(field.type) if field.name in table.column_names
+        else pa.nulls(len(table), field.type)
+        for field in schema
+    ]
+    return pa.Table.from_arrays(columns, schema=schema)
 
 
 class TileStore:
