@@ -256,7 +256,7 @@ def main() -> None:
     base = args.config or (ROOT / "config" / f"{name}.yaml")
     base = base if base.is_file() else None
     config = build_config(data_dir, name, base, args.results.resolve())
-    config_path = args.results / "bench-quality" / f"{name}.yaml"
+    config_path = args.results / name / "bench-config.yaml"  # next to the outputs it makes
     config_path.parent.mkdir(parents=True, exist_ok=True)
     config_path.write_text(yaml.safe_dump(config, sort_keys=False))
     print(f"{data_dir} ({modality}, {table_name}); settings from {base or 'the defaults'}; config {config_path}")
