@@ -187,7 +187,7 @@ class EmbedParams:
     metric: str = "euclidean"
     epochs: int = 20
     min_steps: int = 600  # small data sets get more epochs, so the encoder still takes this many steps
-    batch_size: int = 4096
+    batch_size: int = 2048
     negative_sample_rate: int = 5
     learning_rate: float = 3e-3
     hidden: int = 128

@@ -95,7 +95,7 @@ class ParametricUMAP:
         min_dist: float = 0.1,
         metric: str = "euclidean",
         epochs: int = 20,
-        batch_size: int = 4096,
+        batch_size: int = 2048,
         negative_sample_rate: int = 5,
         learning_rate: float = 3e-3,
         hidden: int = 128,
