@@ -36,7 +36,6 @@ REGIONPROPS = {
     "feat_major_axis": "axis_major_length",
     "feat_minor_axis": "axis_minor_length",
     "feat_orientation": "orientation",
-    "feat_feret_max": "feret_diameter_max",
     "feat_mean_intensity": "intensity_mean",
     "feat_min_intensity": "intensity_min",
     "feat_max_intensity": "intensity_max",
@@ -44,7 +43,8 @@ REGIONPROPS = {
 DERIVED = [
     "feat_aspect_ratio",  # minor / major axis: 1 for a disc, near 0 for a fibre
     "feat_circularity",  # 4 pi area / perimeter^2: 1 for a disc, pi/4 for a square
-    "feat_feret_min",  # caliper width: the narrowest projection of the convex hull
+    "feat_feret_max",  # caliper length: the widest projection of the particle
+    "feat_feret_min",  # caliper width: the narrowest projection
     "feat_feret_ratio",  # feret_min / feret_max
     "feat_std_intensity",
     "feat_p10_intensity",
@@ -90,14 +90,15 @@ def particle_features(crop: np.ndarray, background: float) -> dict[str, float]:
     values = crop[mask].astype(np.float64)
     p10, p50, p90 = np.percentile(values, [10, 50, 90])
     outline = mask & ~ndimage.binary_erosion(mask)
-    feret_min = _feret_min(np.argwhere(outline))  # the outline has the region's convex hull
+    feret_min, feret_max = _feret(np.argwhere(outline))  # the outline has the region's convex hull
     std = values.std()
     z = (values - values.mean()) / std if std > 0 else np.zeros_like(values)
     out.update({
         "feat_aspect_ratio": _ratio(out["feat_minor_axis"], out["feat_major_axis"]),
         "feat_circularity": _ratio(4 * math.pi * out["feat_area"], out["feat_perimeter"] ** 2),
+        "feat_feret_max": feret_max,
         "feat_feret_min": feret_min,
-        "feat_feret_ratio": _ratio(feret_min, out["feat_feret_max"]),
+        "feat_feret_ratio": _ratio(feret_min, feret_max),
         "feat_std_intensity": float(std),
         "feat_p10_intensity": float(p10),
         "feat_p50_intensity": float(p50),
@@ -118,10 +119,11 @@ def _ratio(numerator: float, denominator: float) -> float:
     return numerator / denominator if denominator > 0 else float("nan")
 
 
-def _feret_min(coords: np.ndarray) -> float:
-    """Smallest caliper width of the pixel set, over 1-degree steps (pixels counted whole, hence + 1)."""
+def _feret(coords: np.ndarray) -> tuple[float, float]:
+    """Smallest and largest caliper width of a pixel set, over 1-degree steps (pixels count whole: + 1)."""
     projections = coords.astype(np.float64) @ np.stack([np.cos(_FERET_ANGLES), np.sin(_FERET_ANGLES)])
-    return float((projections.max(axis=0) - projections.min(axis=0)).min() + 1.0)
+    extent = projections.max(axis=0) - projections.min(axis=0) + 1.0
+    return float(extent.min()), float(extent.max())
 
 
 def _quantize(values: np.ndarray, crop: np.ndarray) -> np.ndarray:
