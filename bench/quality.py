@@ -118,7 +118,9 @@ def run_pipeline(config_path: Path, target: Path, cores: int, triggers: list[str
            "--configfile", str(config_path)]
     print("$", " ".join(cmd), flush=True)
     started = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    # the rules call `python -m quagga`: the interpreter running this bench (its venv) must come first on PATH
+    env = {**os.environ, "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         sys.exit(f"the workflow failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
     done = [line.strip().rstrip(":") for line in (proc.stdout + proc.stderr).splitlines()
@@ -318,8 +320,12 @@ def main() -> None:
 
     if args.seeds > 1:
         print(f"\nseed stability ({args.seeds} seeds):", flush=True)
-        stability = seed_stability(latents.set_index("item_id").loc[clusters["item_id"]].reset_index(),
-                                   embed_params, cluster_params, clusters["cluster"].to_numpy(), args.seeds)
+        inputs = latents.set_index("item_id").loc[clusters["item_id"]].reset_index()
+        if embed_params.morphology:  # what the embed stage embedded: latents plus morphology features
+            from quagga.embed.morphology import with_morphology
+
+            inputs = with_morphology(inputs, store.index)
+        stability = seed_stability(inputs, embed_params, cluster_params, clusters["cluster"].to_numpy(), args.seeds)
         result["seed_stability"] = stability
         print(f"  pairwise ARI {stability['pairwise_ari']} -> min {stability['min_ari']:.4f} "
               f"(target >= 0.9: {'met' if stability['min_ari'] >= 0.9 else 'NOT met'})")
