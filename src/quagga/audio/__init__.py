@@ -50,19 +50,22 @@ def iter_audio_tiles(params: AudioParams, base_dir: Path) -> Iterator[TileItem |
         table = read_annotations(base_dir / params.annotations, params.annotation_format, params.label_column)
         for annotation_file, reason in table.attrs.get("unreadable", []):
             yield Skipped(str(annotation_file), "annotation file", reason)
+    # one recording's rows at a time: a table of millions of calls is not split into thousands of frames
     if params.segments == "annotations":
         assert table is not None, "segments: annotations needs an annotation table (checked by the config)"
-        groups = {str(f): rows for f, rows in table.groupby("file", sort=False)}
+        groups: Iterator[tuple[str, pd.DataFrame]] = (
+            (str(f), rows) for f, rows in table.groupby("file", sort=False))
     else:
         root = recordings if recordings.is_dir() else recordings.parent
         found = [p.relative_to(root).as_posix() for p in find_recordings(recordings)]
-        annotated = {} if table is None else {str(f): rows for f, rows in table.groupby("file", sort=False)}
-        groups = {f: annotated.get(f, _empty_rows()) for f in found}
+        positions = {} if table is None else {
+            str(f): rows for f, rows in table.groupby("file", sort=False).indices.items()}
         if not found:
             yield Skipped(str(recordings), "recordings", "no audio files found")
-        for missing in sorted(set(annotated) - set(found)):
-            yield from _skip_rows(missing, annotated[missing], f"recording not found under {recordings}")
-    for source, rows in groups.items():
+        for missing in sorted(set(positions) - set(found)):
+            yield from _skip_rows(missing, table.iloc[positions[missing]], f"recording not found under {recordings}")
+        groups = ((f, table.iloc[positions[f]] if f in positions else _empty_rows()) for f in found)
+    for source, rows in groups:
         path = recordings / source if recordings.is_dir() else recordings
         yield from _tiles_of_recording(path, source, rows, params)
 
