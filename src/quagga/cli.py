@@ -67,21 +67,30 @@ def _tile_params(modality: str, section: str) -> tuple[Any, dict[str, Any]]:
 
 
 def cmd_tiles(args: argparse.Namespace) -> None:
-    from quagga.tiles.store import write_store
+    from quagga.tiles.store import parse_shard, write_store
 
     base_dir = Path(args.base_dir).resolve()
     params, tile_params = _tile_params(args.modality, args.params)
+    shard = parse_shard(args.shard)
     extra = None
     if args.modality == "audio":
         from quagga.audio import iter_audio_tiles
 
-        items = iter_audio_tiles(params, base_dir)
+        items = iter_audio_tiles(params, base_dir, shard=shard)
     else:
         from quagga.images import found_boxes_writer, iter_image_tiles
 
-        items = iter_image_tiles(params, base_dir)
+        items = iter_image_tiles(params, base_dir, shard=shard)
         extra = found_boxes_writer(params, base_dir)
-    write_store(args.out, items, tile_params=tile_params, modality=args.modality, extra=extra)
+    # one shard may hold no tile (its recordings all skipped): the merged store must not be empty
+    write_store(args.out, items, tile_params=tile_params, modality=args.modality, extra=extra,
+                allow_empty=shard[1] > 1)
+
+
+def cmd_merge_tiles(args: argparse.Namespace) -> None:
+    from quagga.tiles.store import merge_stores
+
+    merge_stores(args.out, args.shards)
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -200,7 +209,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--modality", choices=["audio", "images"], required=True)
     p.add_argument("--params", required=True, help="JSON: the dataset's audio or images section")
     p.add_argument("--base-dir", default=".", help="relative input paths start here")
+    p.add_argument("--shard", default="0/1", help="K/N: tile only the K-th (from 0) of N contiguous blocks of the "
+                                                  "recordings / images (merge the N stores with merge-tiles)")
     p.add_argument("--out", required=True)
+
+    p = add("merge-tiles", cmd_merge_tiles, "concatenate the shard stores of `tiles --shard` into one store")
+    p.add_argument("--out", required=True)
+    p.add_argument("shards", nargs="+", help="shard stores, in shard order")
 
     p = add("train", cmd_train, "train the autoencoder on a tile store")
     p.add_argument("--tiles", required=True)

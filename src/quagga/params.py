@@ -95,6 +95,7 @@ class AudioParams:
     segment: SegmentParams = field(default_factory=SegmentParams)
     block_s: float = 120.0  # long recordings are read and processed in blocks of this length
     max_clipped_fraction: float = 0.01  # calls with more samples at full scale are skipped
+    shards: int = 1  # tiling jobs: contiguous blocks of the recordings, merged into one store
     spectrogram: SpectrogramParams = field(default_factory=SpectrogramParams)
 
 
@@ -144,6 +145,7 @@ class ImageParams:
     page: int = 0  # page of a multi-page TIFF
     max_megapixels: float = 100.0  # larger images are refused from their header, before decoding
     single_crop: str = "particle"  # single: tile the located particle | the whole image
+    shards: int = 1  # tiling jobs: contiguous blocks of the images, merged into one store
     normalize: NormalizeParams = field(default_factory=NormalizeParams)
     detect: DetectParams = field(default_factory=DetectParams)
 

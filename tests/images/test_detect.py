@@ -13,7 +13,7 @@ from quagga.images import found_boxes_writer, iter_image_tiles
 from quagga.images.detect import check_detect, find_particles, iou_matrix, match_boxes
 from quagga.images.normalize import Box
 from quagga.params import DetectParams, ImageParams
-from quagga.tiles.store import Skipped, TileItem, TileStore, write_store
+from quagga.tiles.store import Skipped, TileItem, TileStore, merge_stores, write_store
 from tests.images.test_iter_tiles import _png
 
 FLAT = DetectParams(background_sigma_px=0)
@@ -119,3 +119,20 @@ def test_closing_joins_the_lobes_of_one_particle() -> None:
     assert len(find_particles(field, FLAT)) == 3
     joined = find_particles(field, DetectParams(background_sigma_px=0, close_px=6))
     assert joined == [Box(35, 35, 86, 46)]  # tips shaved by the opening, as for DISC
+
+
+def test_segment_shards_merge_into_the_same_store_with_its_found_boxes(tmp_path: Path) -> None:
+    for name in ("a", "b", "c"):
+        _png(tmp_path / "fields" / f"{name}.png", _field())
+    _png(tmp_path / "fields" / "blank.png", np.full((40, 40), 0.5))
+    params = ImageParams(input="segment", images="fields", labels=None, boxes=None, detect=FLAT)
+    extra = found_boxes_writer(params, tmp_path)
+    write_store(tmp_path / "whole", iter_image_tiles(params, tmp_path), {}, "images", extra=extra)
+    shards = [tmp_path / f"shard{k}" for k in range(3)]
+    for k, shard in enumerate(shards):
+        write_store(shard, iter_image_tiles(params, tmp_path, shard=(k, 3)), {}, "images", extra=extra,
+                    allow_empty=True)
+    merge_stores(tmp_path / "merged", shards)
+    for name in ("found_boxes.csv", "skipped.csv", "tiles.bin"):
+        assert (tmp_path / "merged" / name).read_bytes() == (tmp_path / "whole" / name).read_bytes(), name
+    pd.testing.assert_frame_equal(TileStore(tmp_path / "merged").index, TileStore(tmp_path / "whole").index)

@@ -13,7 +13,8 @@ from skimage import draw
 
 import quagga.images
 from quagga.images import iter_image_tiles
-from quagga.params import ImageParams
+from quagga.images.particles import read_box_table
+from quagga.params import DetectParams, ImageParams
 from quagga.tiles.store import Skipped, TileItem, TileStore, write_store
 
 BCCD = Path(__file__).resolve().parents[3] / "shared" / "data" / "bccd"
@@ -235,3 +236,34 @@ def test_bccd_first_images(tmp_path: Path) -> None:
     voc = ImageParams(input="boxes", images=str(BCCD / "BCCD" / "JPEGImages"), labels=None, boxes="ann")
     voc_tiles, voc_skipped = _split(list(iter_image_tiles(voc, tmp_path)))
     assert not voc_skipped and len(voc_tiles) == len(first)
+
+
+def _ids(items: list[TileItem | Skipped]) -> list[tuple]:
+    return [(i.item_id, tuple(sorted(i.meta.items())), i.tile.tobytes()) if isinstance(i, TileItem) else i
+            for i in items]
+
+
+@pytest.mark.parametrize("kind", ["single", "boxes", "segment"])
+def test_shards_together_are_the_whole_run_and_table_level_skips_come_once(
+    singles: Path, fields: Path, kind: str
+) -> None:
+    if kind == "single":
+        params, root = ImageParams(images="data/particles", labels="data/particles/labels.csv"), singles
+    else:
+        _png(fields / "fields" / "f2.png", _field((60, 80), discs=[(30, 40, 12)]))
+        (fields / "ann").mkdir()
+        _voc(fields / "ann" / "f1.xml", "f1.png", [("disc", 36, 26, 66, 56), ("square", 131, 61, 160, 90)])
+        _voc(fields / "ann" / "f2.xml", "f2.png", [("disc", 18, 28, 42, 52)])
+        _voc(fields / "ann" / "gone.xml", "gone.png", [("disc", 1, 1, 9, 9)])
+        (fields / "ann" / "broken.xml").write_text("<annotation><filename>f1.png</filename>")
+        params = ImageParams(input=kind, images="fields", labels=None, boxes="ann",
+                             detect=DetectParams(background_sigma_px=0))
+        root = fields
+    whole = list(iter_image_tiles(params, root))
+    table_level = [] if kind == "single" else read_box_table(root / "ann")[1]
+    assert kind == "single" or table_level  # the unreadable VOC file
+    for n in (1, 2, 3, 4):
+        shards = [list(iter_image_tiles(params, root, shard=(k, n))) for k in range(n)]
+        assert _ids([i for shard in shards for i in shard]) == _ids(whole), n
+        assert all(s not in shard for shard in shards[1:] for s in table_level)
+    assert sum(isinstance(i, TileItem) for i in whole) >= 2

@@ -6,9 +6,19 @@ import functools
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
-from quagga.tiles.store import Skipped, StoreError, TileItem, TileStore, write_store
+from quagga.tiles.store import (
+    Skipped,
+    StoreError,
+    TileItem,
+    TileStore,
+    merge_stores,
+    parse_shard,
+    shard_bounds,
+    write_store,
+)
 
 
 def _items(n: int) -> list[TileItem | Skipped]:
@@ -72,3 +82,72 @@ def test_index_is_written_in_chunks_under_one_promoted_schema(tmp_path: Path, mo
     assert index["late"].isna().sum() == 9
     assert sorted(p.name for p in (tmp_path / "s").iterdir()) == ["index.parquet", "skipped.csv", "store.json",
                                                                    "tiles.bin"]
+
+
+def _shard_stores(tmp_path: Path, items: list[TileItem | Skipped], cuts: list[int], **kw: object) -> list[Path]:
+    """``items`` cut at ``cuts`` into shard stores s0, s1, ... (a shard may be empty)."""
+    bounds = [0, *cuts, len(items)]
+    dirs = []
+    for k, (a, b) in enumerate(zip(bounds, bounds[1:], strict=False)):
+        dirs.append(tmp_path / f"s{k}")
+        write_store(dirs[-1], items[a:b], {"a": 1}, "audio", allow_empty=True, **kw)  # type: ignore[arg-type]
+    return dirs
+
+
+def test_merged_shards_equal_the_store_written_at_once(tmp_path: Path) -> None:
+    items = _items(9)
+    items.insert(7, Skipped("worse.wav", "row 8", "truncated"))
+    write_store(tmp_path / "whole", items, {"a": 1}, "audio")
+    extra = _extra_csv
+    shards = _shard_stores(tmp_path, items, [4, 4, 8], extra=extra)  # s1 is empty
+    assert TileStore(shards[1]).shape[0] == 0
+    write_store(tmp_path / "whole-extra", items, {"a": 1}, "audio", extra=extra)
+    assert merge_stores(tmp_path / "merged", shards) == 9
+    whole, merged = TileStore(tmp_path / "whole"), TileStore(tmp_path / "merged")
+    assert (tmp_path / "merged" / "tiles.bin").read_bytes() == (tmp_path / "whole" / "tiles.bin").read_bytes()
+    pd.testing.assert_frame_equal(merged.index, whole.index)
+    pd.testing.assert_frame_equal(merged.skipped, whole.skipped)
+    assert merged.meta == whole.meta
+    assert ((tmp_path / "merged" / "extra.csv").read_text()
+            == (tmp_path / "whole-extra" / "extra.csv").read_text())
+    assert not list(tmp_path.glob("*.tmp-*"))
+
+
+def _extra_csv(folder: Path, index: pd.DataFrame) -> None:
+    index[["item_id", "label"]].to_csv(folder / "extra.csv", index=False)
+
+
+def test_merge_refuses_shards_made_otherwise(tmp_path: Path) -> None:
+    items = _items(4)
+    write_store(tmp_path / "a", items, {"a": 1}, "audio")
+    write_store(tmp_path / "b", items, {"a": 2}, "audio")
+    with pytest.raises(StoreError, match="tile_params"):
+        merge_stores(tmp_path / "m", [tmp_path / "a", tmp_path / "b"])
+    write_store(tmp_path / "c", items, {"a": 1}, "images")
+    with pytest.raises(StoreError, match="modality"):
+        merge_stores(tmp_path / "m", [tmp_path / "a", tmp_path / "c"])
+    small = [TileItem("g", np.zeros((8, 8), np.float32))]
+    write_store(tmp_path / "d", small, {"a": 1}, "audio")
+    with pytest.raises(StoreError, match="sizes"):
+        merge_stores(tmp_path / "m", [tmp_path / "a", tmp_path / "d"])
+    with pytest.raises(StoreError, match="every shard is empty"):
+        merge_stores(tmp_path / "m", _shard_stores(tmp_path / "e", [Skipped("x", "y", "z")], []))
+    assert not (tmp_path / "m").exists()
+
+
+def test_shard_bounds_and_parse() -> None:
+    assert [shard_bounds(7, (k, 3)) for k in range(3)] == [(0, 3), (3, 5), (5, 7)]
+    assert [shard_bounds(1, (k, 3)) for k in range(3)] == [(0, 1), (1, 1), (1, 1)]
+    assert parse_shard("2/5") == (2, 5)
+    for bad in ("5/5", "x", "1/2/3", "-1/2"):
+        with pytest.raises(StoreError, match="shard"):
+            parse_shard(bad)
+
+
+def test_cli_merge_tiles(tmp_path: Path) -> None:
+    from quagga.cli import main
+
+    shards = _shard_stores(tmp_path, _items(5), [2])
+    assert main(["merge-tiles", "--out", str(tmp_path / "m"), *map(str, shards)]) == 0
+    assert len(TileStore(tmp_path / "m")) == 5
+    assert main(["merge-tiles", "--out", str(tmp_path / "m2"), str(tmp_path / "nope")]) == 2

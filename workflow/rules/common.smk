@@ -19,8 +19,11 @@ if workflow.is_main_process:  # locks of a killed run must not block its rerun (
 RESULTS = config["results"]
 DEMO = config["demo_data"]
 DATASETS = sorted(config["run_datasets"] or config["datasets"])
-AUDIO = [d for d in DATASETS if config["datasets"][d]["modality"] == "audio"] or ["__none__"]
-IMAGES = [d for d in DATASETS if config["datasets"][d]["modality"] == "images"] or ["__none__"]
+SHARDS = {d: stage_section(config, d, "tiles")["shards"] for d in DATASETS}  # tiling jobs per dataset
+# one tiling job (rules tiles_audio, tiles_images) or shards merged into one store (tiles.smk)
+AUDIO = [d for d in DATASETS if config["datasets"][d]["modality"] == "audio" and SHARDS[d] == 1] or ["__none__"]
+IMAGES = [d for d in DATASETS if config["datasets"][d]["modality"] == "images" and SHARDS[d] == 1] or ["__none__"]
+SHARDED = [d for d in DATASETS if SHARDS[d] > 1] or ["__none__"]
 ENV = "../../environment.yml"
 
 
@@ -42,6 +45,11 @@ def input_tables(wildcards):
     section = stage_section(config, wildcards.dataset, "tiles")
     keys = ("annotations",) if config["datasets"][wildcards.dataset]["modality"] == "audio" else ("labels", "boxes")
     return [section[k] for k in keys if section.get(k) and not section[k].endswith("/")]
+
+
+def shard_stores(wildcards):
+    """The shard stores a sharded dataset's tile store is merged from, in shard order."""
+    return [f"{RESULTS}/{wildcards.dataset}/tiles.shards/{k}" for k in range(SHARDS[wildcards.dataset])]
 
 
 def run_info(wildcards):

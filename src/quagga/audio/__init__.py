@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,7 @@ from quagga.audio.io import AudioBlock, AudioInfo, AudioReadError, audio_info, f
 from quagga.audio.segment import find_calls
 from quagga.audio.spectrogram import BlockSpectrogram, call_tile
 from quagga.params import AudioParams
-from quagga.tiles.store import Skipped, TileItem
+from quagga.tiles.store import Skipped, TileItem, shard_bounds
 
 log = logging.getLogger(__name__)
 
@@ -38,33 +39,41 @@ class _Call:
     row: str  # where the call came from: an annotation row, or "segment N"
 
 
-def iter_audio_tiles(params: AudioParams, base_dir: Path) -> Iterator[TileItem | Skipped]:
+def iter_audio_tiles(
+    params: AudioParams, base_dir: Path, shard: tuple[int, int] = (0, 1)
+) -> Iterator[TileItem | Skipped]:
     """Yield a tile per call; per-file, per-block and per-call problems become Skipped items.
 
     Relative paths in ``params`` are resolved against ``base_dir``; file names in the annotations are
-    resolved against the ``recordings`` folder.
+    resolved against the ``recordings`` folder. ``shard=(k, n)`` tiles only the k-th of n contiguous
+    blocks of the recordings (their usual order), and only shard 0 reports the table-level problems, so
+    shards 0..n-1 together yield exactly the items of the whole run, in its order.
     """
     recordings = (base_dir / params.recordings).resolve()
+    first = shard[0] == 0
     table = None
     if params.annotations:
         table = read_annotations(base_dir / params.annotations, params.annotation_format, params.label_column)
-        for annotation_file, reason in table.attrs.get("unreadable", []):
+        for annotation_file, reason in table.attrs.get("unreadable", []) if first else []:
             yield Skipped(str(annotation_file), "annotation file", reason)
     # one recording's rows at a time: a table of millions of calls is not split into thousands of frames
     if params.segments == "annotations":
         assert table is not None, "segments: annotations needs an annotation table (checked by the config)"
+        grouped = table.groupby("file", sort=False)
+        start, stop = shard_bounds(grouped.ngroups, shard)
         groups: Iterator[tuple[str, pd.DataFrame]] = (
-            (str(f), rows) for f, rows in table.groupby("file", sort=False))
+            (str(f), rows) for f, rows in islice(grouped, start, stop))
     else:
         root = recordings if recordings.is_dir() else recordings.parent
         found = [p.relative_to(root).as_posix() for p in find_recordings(recordings)]
         positions = {} if table is None else {
             str(f): rows for f, rows in table.groupby("file", sort=False).indices.items()}
-        if not found:
+        if not found and first:
             yield Skipped(str(recordings), "recordings", "no audio files found")
-        for missing in sorted(set(positions) - set(found)):
+        for missing in sorted(set(positions) - set(found)) if first else []:
             yield from _skip_rows(missing, table.iloc[positions[missing]], f"recording not found under {recordings}")
-        groups = ((f, table.iloc[positions[f]] if f in positions else _empty_rows()) for f in found)
+        start, stop = shard_bounds(len(found), shard)
+        groups = ((f, table.iloc[positions[f]] if f in positions else _empty_rows()) for f in found[start:stop])
     for source, rows in groups:
         path = recordings / source if recordings.is_dir() else recordings
         yield from _tiles_of_recording(path, source, rows, params)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Iterator
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from quagga.images.particles import (
     single_particle_table,
 )
 from quagga.params import ImageParams, NormalizeParams
-from quagga.tiles.store import Skipped, TileItem
+from quagga.tiles.store import Skipped, TileItem, shard_bounds
 
 log = logging.getLogger(__name__)
 
@@ -35,12 +36,17 @@ INPUTS = ("single", "boxes", "segment")
 FOUND_BOXES_FILE = "found_boxes.csv"
 
 
-def iter_image_tiles(params: ImageParams, base_dir: Path) -> Iterator[TileItem | Skipped]:
+def iter_image_tiles(
+    params: ImageParams, base_dir: Path, shard: tuple[int, int] = (0, 1)
+) -> Iterator[TileItem | Skipped]:
     """Yield a tile per particle; per-image and per-box problems become Skipped items.
 
     Relative paths in ``params`` are resolved against ``base_dir``; image names in the tables against
     the ``images`` folder. Settings, folders and tables are checked here, before the first item, so a
     config mistake fails at once (ValueError naming the path) instead of skipping every particle.
+    ``shard=(k, n)`` tiles only the k-th of n contiguous blocks of the images (their usual order), and
+    only shard 0 reports the table-level problems, so shards 0..n-1 together yield exactly the items of
+    the whole run, in its order.
     """
     check_channel(params.channel)
     check_normalize(params.normalize)
@@ -67,11 +73,14 @@ def iter_image_tiles(params: ImageParams, base_dir: Path) -> Iterator[TileItem |
         if params.boxes is not None:
             truth, skipped = read_box_table(_resolve(base_dir, params.boxes))
         log.info("%s: %d images to search for particles", images_dir, len(table))
+        start, stop = shard_bounds(len(table), shard)
+        table = table.iloc[start:stop]
+        skipped = skipped if shard[0] == 0 else []
         return _iter_segmented(table, truth, skipped, images_dir, base_dir, params)
     else:
         raise ValueError(f"images.input: unknown input {params.input!r}; allowed: {list(INPUTS)}")
     log.info("%s: %d particles in %d images", images_dir, len(table), table["image"].nunique())
-    return _iter_tiles(table, skipped, images_dir, base_dir, params)
+    return _iter_tiles(table, skipped if shard[0] == 0 else [], images_dir, base_dir, params, shard)
 
 
 def found_boxes_writer(params: ImageParams, base_dir: Path) -> Callable[[Path, pd.DataFrame], None] | None:
@@ -93,14 +102,20 @@ def found_boxes_writer(params: ImageParams, base_dir: Path) -> Callable[[Path, p
 
 
 def _iter_tiles(
-    table: pd.DataFrame, skipped: list[Skipped], images_dir: Path, base_dir: Path, params: ImageParams
+    table: pd.DataFrame,
+    skipped: list[Skipped],
+    images_dir: Path,
+    base_dir: Path,
+    params: ImageParams,
+    shard: tuple[int, int] = (0, 1),
 ) -> Iterator[TileItem | Skipped]:
-    """Read each image once and tile every particle row of it."""
+    """Read each image once and tile every particle row of it (of the images of ``shard``)."""
     yield from skipped
     whole_image = params.input == "single"
     locate = whole_image and params.single_crop == "particle"
     first_item: dict[str, str] = {}  # item_id -> the row that made it, to name duplicates
-    for image, rows in table.groupby("image", sort=False):
+    grouped = table.groupby("image", sort=False)
+    for image, rows in islice(grouped, *shard_bounds(grouped.ngroups, shard)):
         path = images_dir / str(image)
         source = _relative(path, base_dir)
         try:

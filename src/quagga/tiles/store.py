@@ -66,21 +66,29 @@ def write_store(
     modality: str,
     dtype: str = "float16",
     extra: Callable[[Path, pd.DataFrame], None] | None = None,
+    allow_empty: bool = False,
 ) -> int:
     """Stream ``items`` into a new store at ``out_dir``; return the number of tiles written.
 
     ``extra(folder, index)`` may add files derived from the index; it runs before the store is moved
     into place, so they appear together with it or not at all. Raises StoreError if no tile at all
-    could be made (the skipped reasons are in the message).
+    could be made (the skipped reasons are in the message), unless ``allow_empty`` (a shard of a store,
+    whose other shards may hold the tiles: see ``merge_stores``).
     """
     out_dir = Path(out_dir)
+    return _atomically(out_dir, lambda tmp: _write_into(tmp, out_dir, items, tile_params, modality, dtype, extra,
+                                                        allow_empty))
+
+
+def _atomically(out_dir: Path, fill: Callable[[Path], int]) -> int:
+    """Run ``fill`` on a temporary sibling of ``out_dir`` and rename it into place when it returns."""
     for stale in out_dir.parent.glob(f"{out_dir.name}.tmp-*"):  # left by a killed run
         log.warning("removing %s, the partial store of an interrupted run", stale)
         shutil.rmtree(stale, ignore_errors=True)
     tmp = out_dir.with_name(out_dir.name + f".tmp-{os.getpid()}")
     tmp.mkdir(parents=True)
     try:
-        n = _write_into(tmp, out_dir, items, tile_params, modality, dtype, extra)
+        n = fill(tmp)
     except BaseException:  # a full disk, a bad tile, Ctrl-C: no partial store is left behind
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -99,6 +107,7 @@ def _write_into(
     modality: str,
     dtype: str,
     extra: Callable[[Path, pd.DataFrame], None] | None,
+    allow_empty: bool = False,
 ) -> int:
     """Everything of a store into the folder ``tmp``; returns the number of tiles."""
     index_rows = _IndexWriter(tmp / INDEX_FILE)
@@ -129,11 +138,11 @@ def _write_into(
     skipped_df = pd.DataFrame([vars(s) for s in skipped], columns=SKIPPED_COLUMNS)
     skipped_df.to_csv(tmp / SKIPPED_FILE, index=False)
     n = index_rows.close()
-    if n == 0:
+    if n == 0 and not allow_empty:
         reasons = "; ".join(f"{s.source}: {s.reason}" for s in skipped[:10]) or "no inputs found"
         raise StoreError(f"no usable items for {out_dir}: {reasons}")
     meta = {
-        "shape": [n, 1, size, size],
+        "shape": [n, 1, size or 0, size or 0],
         "dtype": dtype,
         "modality": modality,
         "tile_params": tile_params,
@@ -141,7 +150,7 @@ def _write_into(
         "quagga_version": __version__,
     }
     (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
-    if extra is not None:
+    if extra is not None and n > 0:
         extra(tmp, pd.read_parquet(tmp / INDEX_FILE))
     log.info("%d tiles, %d inputs skipped", n, len(skipped))
     return n
@@ -167,10 +176,20 @@ class _IndexWriter:
         if len(self.rows) >= self.chunk:
             self._flush()
 
+    def add_frame(self, frame: pd.DataFrame) -> None:
+        """Rows that are already a table (a part of another index), written as a part of their own."""
+        self._flush()
+        self._write_part(frame)
+
     def _flush(self) -> None:
         if not self.rows:
             return
-        frame = pd.DataFrame(self.rows)
+        self._write_part(pd.DataFrame(self.rows))
+        self.rows = []
+
+    def _write_part(self, frame: pd.DataFrame) -> None:
+        if frame.empty:
+            return
         if "label" in frame:
             frame["label"] = frame["label"].astype("string")
         self.parts_dir.mkdir(exist_ok=True)
@@ -178,7 +197,6 @@ class _IndexWriter:
         frame.to_parquet(part, index=False)
         self.parts.append(part)
         self.n += len(frame)
-        self.rows = []
 
     def close(self) -> int:
         """Write the index file (nothing when there are no rows); the number of rows."""
@@ -203,6 +221,90 @@ def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
         for field in schema
     ]
     return pa.Table.from_arrays(columns, schema=schema)
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"K/N"`` -> ``(K, N)``: the K-th (0-based) of N shards."""
+    try:
+        k, n = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise StoreError(f"shard {text!r}: expected K/N, e.g. 0/4") from None
+    if not 0 <= k < n:
+        raise StoreError(f"shard {text!r}: need 0 <= K < N")
+    return k, n
+
+
+def shard_bounds(n_items: int, shard: tuple[int, int]) -> tuple[int, int]:
+    """``[start, stop)`` of the k-th of n contiguous blocks of ``n_items`` (as numpy.array_split cuts them)."""
+    k, n = shard
+    if not 0 <= k < n:
+        raise ValueError(f"shard {k} of {n}: need 0 <= k < n")
+    sizes = [len(block) for block in np.array_split(np.arange(n_items), n)]
+    start = sum(sizes[:k])
+    return start, start + sizes[k]
+
+
+def merge_stores(out_dir: str | Path, shard_dirs: list[str | Path]) -> int:
+    """Concatenate shard stores, in the order given, into one new store at ``out_dir``.
+
+    Tiles are appended, index rows streamed one row group at a time, ``skipped.csv`` and the other CSV
+    files the shards hold (e.g. ``found_boxes.csv``) concatenated. Refuses (StoreError) shards made with
+    other tile parameters, dtype, tile size or modality. Written atomically like ``write_store``.
+    """
+    if not shard_dirs:
+        raise StoreError("merge: no shard stores given")
+    metas = []
+    for shard in map(Path, shard_dirs):
+        meta_path = shard / META_FILE
+        if not meta_path.is_file():
+            raise StoreError(f"{shard} is not a tile store (no {META_FILE})")
+        metas.append(json.loads(meta_path.read_text()))
+    first = metas[0]
+    sizes = {tuple(m["shape"][1:]) for m in metas if m["shape"][0] > 0}
+    for shard, meta in zip(shard_dirs, metas, strict=True):
+        for key in ("tile_params", "dtype", "modality"):
+            if meta[key] != first[key]:
+                raise StoreError(f"merge: {shard} has another {key} than {shard_dirs[0]}: "
+                                 f"{meta[key]!r} vs {first[key]!r}")
+    if len(sizes) > 1:
+        raise StoreError(f"merge: the shards hold tiles of different sizes {sorted(sizes)}")
+    n = sum(m["shape"][0] for m in metas)
+    if n == 0:
+        raise StoreError(f"no usable items for {out_dir}: every shard is empty")
+    out_dir = Path(out_dir)
+    shards = [Path(s) for s in shard_dirs]
+
+    def fill(tmp: Path) -> int:
+        with open(tmp / TILES_FILE, "wb") as fh:
+            for shard in shards:
+                with open(shard / TILES_FILE, "rb") as src:
+                    shutil.copyfileobj(src, fh, 16 << 20)
+        index_rows = _IndexWriter(tmp / INDEX_FILE)
+        for shard in shards:
+            if (shard / INDEX_FILE).is_file():
+                part = pq.ParquetFile(shard / INDEX_FILE)
+                for group in range(part.num_row_groups):
+                    index_rows.add_frame(part.read_row_group(group).to_pandas())
+        if index_rows.close() != n:
+            raise StoreError(f"merge: the shards' indexes do not hold {n} rows as their {META_FILE} say")
+        for name in sorted({p.name for shard in shards for p in shard.glob("*.csv")}):
+            _concat_csv([shard / name for shard in shards if (shard / name).is_file()], tmp / name)
+        meta = {**first, "shape": [n, *sorted(sizes)[0]], "n_skipped": sum(m["n_skipped"] for m in metas)}
+        (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
+        return n
+
+    return _atomically(out_dir, fill)
+
+
+def _concat_csv(parts: list[Path], out: Path) -> None:
+    """CSV files with one header line each -> one file with the first header."""
+    with open(out, "wb") as fh:
+        for i, path in enumerate(parts):
+            with open(path, "rb") as src:
+                header = src.readline()
+                if i == 0:
+                    fh.write(header)
+                shutil.copyfileobj(src, fh, 16 << 20)
 
 
 class TileStore:

@@ -1,0 +1,46 @@
+# Sharded tiling (datasets with shards > 1): one job per contiguous block of the recordings / images,
+# then one job concatenates the shard stores (quagga merge-tiles) into the same store one job makes.
+rule tiles_shard:
+    input:
+        input_tables,
+    output:
+        temp(directory(f"{RESULTS}/{{dataset}}/tiles.shards/{{shard}}")),
+    wildcard_constraints:
+        dataset="|".join(SHARDED),
+        shard=r"\d+",
+    params:
+        section=stage_params("tiles"),
+        modality=lambda wildcards: config["datasets"][wildcards.dataset]["modality"],
+        shards=lambda wildcards: SHARDS[wildcards.dataset],
+    log:
+        f"{RESULTS}/logs/tiles_shard/{{dataset}}/{{shard}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/tiles_shard/{{dataset}}/{{shard}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=4000,
+    conda:
+        ENV
+    shell:
+        "python -m quagga tiles --modality {params.modality} --params {params.section:q}"
+        " --shard {wildcards.shard}/{params.shards} --out {output} 2> {log}"
+
+
+rule tiles_merge:
+    input:
+        shard_stores,
+    output:
+        directory(f"{RESULTS}/{{dataset}}/tiles"),
+    wildcard_constraints:
+        dataset="|".join(SHARDED),
+    log:
+        f"{RESULTS}/logs/tiles_merge/{{dataset}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/tiles_merge/{{dataset}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+    conda:
+        ENV
+    shell:
+        "python -m quagga merge-tiles --out {output} {input:q} 2> {log}"
