@@ -22,8 +22,8 @@ rule tiles_shard:
     conda:
         ENV
     shell:
-        "python -m quagga tiles --modality {params.modality} --params {params.section:q}"
-        " --shard {wildcards.shard}/{params.shards} --out {output} 2> {log}"
+        "python -m quagga tiles --modality {params.modality:q} --params {params.section:q}"
+        " --shard {wildcards.shard}/{params.shards:q} --out {output} 2> {log}"
 
 
 rule tiles_merge:
