@@ -157,14 +157,14 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> None:
-    from quagga.config import INPUT_KEYS
+    from quagga.config import input_paths
     from quagga.report import build_report
 
     results = Path(args.results)
     run_info = json.loads(args.run_info) if args.run_info else {}
-    section = (run_info.get("config") or {}).get(run_info.get("modality", ""), {})
-    inputs = {k: str(Path(section[k]).resolve()) for k in INPUT_KEYS.get(run_info.get("modality", ""), ())
-              if section.get(k)}
+    dataset = run_info.get("config")
+    inputs = {k: str(v) for k, v in input_paths({"datasets": {args.dataset: dataset}}, args.dataset).items()
+              } if dataset else {}
     if inputs:  # where the data came from, as absolute paths (the config may hold relative ones)
         run_info["inputs"] = inputs
     run_info.update({"quagga": __version__, "python": platform.python_version(),

@@ -8,6 +8,7 @@ import os
 from collections.abc import Callable, Iterator
 from itertools import islice
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -91,10 +92,11 @@ def found_boxes_writer(params: ImageParams, base_dir: Path) -> Callable[[Path, p
     """
     if params.input != "segment":
         return None
-    images_dir = _resolve(Path(os.path.abspath(base_dir)), params.images)
+    base = Path(os.path.abspath(base_dir))
+    images_dir = _resolve(base, params.images)
 
     def write(folder: Path, index: pd.DataFrame) -> None:
-        image = [os.path.relpath(_resolve(Path(os.path.abspath(base_dir)), s), images_dir) for s in index["source"]]
+        image = [os.path.relpath(_resolve(base, s), images_dir) for s in index["source"]]
         boxes = pd.DataFrame({"image": image, "label": index["label"], **{c: index[c] for c in COORDINATES}})
         boxes.to_csv(folder / FOUND_BOXES_FILE, index=False)
 
@@ -159,7 +161,7 @@ def _iter_segmented(
             continue
         labels = _labels_by_overlap(found, truth_by_image.get(image.image), image.label, params.detect.label_min_iou)
         for k, (box, label) in enumerate(zip(found, labels, strict=True), start=1):
-            row = pd.Series({"label": label, **box._asdict(), "item": f"particle {k}"})
+            row = SimpleNamespace(label=label, item=f"particle {k}", **box._asdict())
             yield _particle(gray, row, source, False, False, params.normalize, first_item)
 
 

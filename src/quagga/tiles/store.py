@@ -239,9 +239,9 @@ def shard_bounds(n_items: int, shard: tuple[int, int]) -> tuple[int, int]:
     k, n = shard
     if not 0 <= k < n:
         raise ValueError(f"shard {k} of {n}: need 0 <= k < n")
-    sizes = [len(block) for block in np.array_split(np.arange(n_items), n)]
-    start = sum(sizes[:k])
-    return start, start + sizes[k]
+    size, extra = divmod(n_items, n)  # the first ``extra`` blocks hold one item more
+    start = k * size + min(k, extra)
+    return start, start + size + (k < extra)
 
 
 def merge_stores(out_dir: str | Path, shard_dirs: list[str | Path]) -> int:
