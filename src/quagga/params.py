@@ -56,7 +56,9 @@ class SpectrogramParams:
     tile_size: int = 128
     scale: str = "mel"  # mel | linear (STFT bins between fmin and fmax)
     normalize: str = "fixed"  # fixed: db_min..db_max for every tile | per_tile: each tile's own min..max
-    time_stretch: bool = False  # AVA-style: a call spans sqrt(duration / tile_duration_s) of the tile
+    # none: a call spans duration / tile_duration_s of the tile | sqrt: AVA-style, sqrt of that fraction |
+    # full: every call spans the whole tile (its shape, not its duration, is what the tile shows)
+    time_stretch: str = "none"
     noise_reduce: bool = False  # stationary spectral gating (noisereduce) before the spectrogram
 
 

@@ -206,13 +206,17 @@ def test_time_stretch_widens_short_calls() -> None:
     spec = BlockSpectrogram(_recording([(1.0, 0.09, 1500, 0.5)]), SPEC)
     bg = spec.background()
     plain = call_tile(spec, bg, 1.0, 1.09, SPEC)
-    stretched = call_tile(spec, bg, 1.0, 1.09, replace(SPEC, time_stretch=True))
+    stretched = call_tile(spec, bg, 1.0, 1.09, replace(SPEC, time_stretch="sqrt"))
+    filled = call_tile(spec, bg, 1.0, 1.09, replace(SPEC, time_stretch="full"))
+
+    floor = plain[:, :2].mean(axis=1, keepdims=True)  # background columns of the unstretched tile
 
     def width(tile: np.ndarray) -> int:
-        return int(((tile - tile[:, :2].mean(axis=1, keepdims=True)).max(axis=0) > 0.1).sum())
+        return int(((tile - floor).max(axis=0) > 0.1).sum())
 
     assert width(plain) == pytest.approx(0.09 * 64, abs=2)
     assert width(stretched) == pytest.approx(np.sqrt(0.09) * 64, abs=3)  # sqrt(0.09 s / 1 s) of the tile
+    assert width(filled) == 64  # the whole tile
 
 
 def test_linear_scale_and_noise_reduction() -> None:

@@ -3,8 +3,9 @@
 A block's spectrogram is computed only at the STFT frames its tiles need (plus an even sample of frames
 for the noise floor), not at every frame: calls usually cover a fraction of a recording, so tiling costs
 less than one plain STFT of the audio. Each call is resampled onto a fixed time grid
-(``tile_duration_s`` per tile), so its duration stays visible in its tile (or, with ``time_stretch``, its
-square root, as AVA does so short calls are not a few pixels wide). Columns not covered by the call are
+(``tile_duration_s`` per tile), so its duration stays visible in its tile (or, with ``time_stretch: sqrt``,
+its square root, as AVA does so short calls are not a few pixels wide; ``full`` stretches every call over
+the whole tile, for call types whose renditions vary in length but not in shape). Columns not covered by the call are
 filled with the block's background (per-band noise floor), not zeros, and dB values are mapped to [0, 1]
 with fixed bounds, so loudness differences between calls survive (``normalize: per_tile`` stretches each
 tile to its own range instead).
@@ -96,12 +97,15 @@ def call_tile(
     """Tile of one call: [tile_size, tile_size] in [0, 1], rows = frequency (low first), call centred.
 
     ``onset_s``/``offset_s`` are relative to the start of the block. Time is resampled so one tile spans
-    ``tile_duration_s``; a longer call is compressed to fit.
+    ``tile_duration_s`` (see ``time_stretch``); a longer call is compressed to fit.
     """
     size, last = p.tile_size, spec.n_frames - 1
     duration = offset_s - onset_s
-    shown = np.sqrt(duration * p.tile_duration_s) if p.time_stretch else duration
-    width = min(max(round(shown / p.tile_duration_s * size), 1), size)
+    if p.time_stretch == "full":
+        width = size
+    else:
+        shown = np.sqrt(duration * p.tile_duration_s) if p.time_stretch == "sqrt" else duration
+        width = min(max(round(shown / p.tile_duration_s * size), 1), size)
     frames = (onset_s + (np.arange(width) + 0.5) * (duration / width)) * (p.sample_rate / p.hop_length)
     frames = np.minimum(np.maximum(frames, 0.0), last)
     lo = frames.astype(int)
