@@ -78,8 +78,10 @@ def main() -> None:
     min_dist = p.min_dist if args.dims == 2 else p.cluster_min_dist
     print(f"{len(X)} x {X.shape[1]} items: {what}; {args.dims}-D, n_neighbors {p.n_neighbors}, min_dist {min_dist}")
     results: dict[str, dict] = {}
-    # umap-learn first compiles its numba functions; warm them on a small set so neither side pays for it
+    # umap-learn first compiles its numba functions (ParametricUMAP's graph uses some of them, with other
+    # argument types); warm both on a small set so neither side's fit time includes compiling
     umap.UMAP(n_components=args.dims, n_neighbors=p.n_neighbors, random_state=0, n_epochs=5).fit(X[:5000])
+    ParametricUMAP(n_components=args.dims, n_neighbors=p.n_neighbors, epochs=1, min_steps=1).fit(X[:5000])
 
     for name, seed in (("umap_learn_seeded", args.seed), ("umap_learn_parallel", None)):
         started = time.perf_counter()

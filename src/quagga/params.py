@@ -189,11 +189,11 @@ class EmbedParams:
     cluster_dims: int = 10
     cluster_min_dist: float = 0.0
     metric: str = "euclidean"
-    epochs: int = 20
+    epochs: int = 14
     min_steps: int = 600  # small data sets get more epochs, so the encoder still takes this many steps
     batch_size: int = 2048
     negative_sample_rate: int = 5
-    learning_rate: float = 3e-3
+    learning_rate: float = 1e-2  # with 14 epochs: umap-learn's trustworthiness in 2/3 of the time of 3e-3 x 20
     hidden: int = 128
     morphology: bool = False  # images: embed the morphology features (z-scored) next to the latents
     seed: int = 0
