@@ -24,8 +24,12 @@ Then, in the same invocation:
   *tuned*: the same spectrograms clipped to fixed dB bounds for every syllable (the 20th and 99.9th
   percentile of all syllables' dB, label-free), UMAP n_neighbors 30 / min_dist 0 in 10-D, and HDBSCAN's
   min_cluster_size among 0.5/1/2/4 % chosen by the highest DBCV (hdbscan's ``relative_validity_``).
+- **audio**: for every label split over several clusters, what tells its clusters apart in the song:
+  each cluster's median duration, the label of the call before it (most common, and its share) and the
+  median gap to that call. Printed only, to read the V-measure by (labels are not used for any choice).
 - **images**: balanced kNN accuracy (k=5, stratified 5-fold) on the latents against the same classifier
-  on the raw pixels' PCA (as many components as latent dims, fitted without labels).
+  on the raw pixels' PCA (as many components as latent dims, fitted without labels); with
+  ``embed.morphology``, also on what the embed stage embeds (latents plus the scaled morphology features).
 - **seed stability** (``--seeds N``, default 3): the n-D ParametricUMAP (graph, initial weights, edge
   sampling) and the cluster stage (with its label-free selection) rerun with seeds 1..N-1 on the same
   latents; ARI between every pair of clusterings. The autoencoder is not retrained.
@@ -206,6 +210,41 @@ def avgn(specs: list[np.ndarray], variant: str, seed: int) -> tuple[np.ndarray, 
 
 
 # ------------------------------------------------------------------------------------------- helpers
+def label_splits(index: pd.DataFrame, clusters: pd.DataFrame, min_share: float = 0.1) -> list[dict]:
+    """Each label whose calls fall in several clusters (each holding >= ``min_share`` of them), and what
+    its clusters differ in: duration, the call before (label, share) and the silent gap to it (ms)."""
+    calls = index[["item_id", "source", "label", "onset_s", "offset_s"]].sort_values(["source", "onset_s"])
+    before = calls.groupby("source")
+    calls = calls.assign(
+        previous=before["label"].shift(1).fillna("(first)"),
+        gap_ms=1000 * (calls["onset_s"] - before["offset_s"].shift(1)),
+        duration_ms=1000 * (calls["offset_s"] - calls["onset_s"]),
+    ).merge(clusters[["item_id", "cluster"]], on="item_id")
+    calls = calls[calls["label"].notna() & (calls["cluster"] >= 0)]
+    out = []
+    for label, rows in calls.groupby("label"):
+        counts = rows["cluster"].value_counts()
+        big = counts[counts >= min_share * len(rows)]
+        if len(big) < 2:
+            continue
+        for cluster in big.index:
+            part = rows[rows["cluster"] == cluster]
+            prev = part["previous"].value_counts()
+            out.append({"label": str(label), "cluster": int(cluster), "n": int(len(part)),
+                        "duration_ms": round(float(part["duration_ms"].median()), 1),
+                        "previous": str(prev.index[0]), "previous_share": round(float(prev.iloc[0] / len(part)), 3),
+                        "gap_ms": round(float(part["gap_ms"].median()), 1)})
+    return out
+
+
+def print_splits(splits: list[dict]) -> None:
+    print("\nlabels split over clusters (what the clusters differ in; labels are not used for any choice):")
+    print(f"{'label':>7}{'cluster':>9}{'n':>7}{'duration ms':>13}{'call before':>13}{'share':>8}{'gap ms':>8}")
+    for r in splits:
+        print(f"{r['label']:>7}{r['cluster']:>9}{r['n']:>7}{r['duration_ms']:>13.0f}{r['previous']:>13}"
+              f"{r['previous_share']:>8.2f}{r['gap_ms']:>8.0f}")
+
+
 def figures(labels: np.ndarray, clusters: np.ndarray) -> dict:
     """The agreement figures the bench prints (noise as its own cluster), rounded."""
     scores = label_agreement(pd.Series(labels), pd.Series(clusters))
@@ -297,6 +336,8 @@ def main() -> None:
             rows[f"AVGN {variant}"] = baselines[f"avgn_{variant}"]
             print(f"  AVGN {variant}: {how} ({time.perf_counter() - started:.0f} s)", flush=True)
         print_table(rows, f"{name}: {len(items)} labelled items, {len(set(labels))} labels; noise counts as a cluster")
+        result["label_splits"] = label_splits(store.index, clusters)
+        print_splits(result["label_splits"])
         tuned = baselines["avgn_tuned"]["v_measure"]
         print(f"\ntarget: V >= 0.90 with noise <= 5 % and above the tuned AVGN ({tuned:.3f}) -> "
               + ("met" if quagga["v_measure"] >= max(0.90, tuned) and quagga["noise_fraction"] <= 0.05
@@ -312,6 +353,13 @@ def main() -> None:
         pix = baselines["pixels_pca"]["balanced_accuracy"]
         print(f"\nkNN (k=5, stratified 5-fold) balanced accuracy: latents ({z.shape[1]}-D) "
               f"{knn['balanced_accuracy']:.4f}, pixels (PCA to {z.shape[1]}) {pix:.4f}")
+        if embed_params.morphology:  # what the embed stage embeds: latents plus scaled morphology features
+            from quagga.embed.morphology import with_morphology
+
+            embedded = with_morphology(latents.set_index("item_id").loc[items["item_id"]].reset_index(), store.index)
+            both = knn_scores(embedded.filter(regex=r"^z_").to_numpy(), labels, args.seed)
+            result["knn_balanced_accuracy_embedded"] = both["balanced_accuracy"]
+            print(f"  latents + morphology features (what the embed stage embeds): {both['balanced_accuracy']:.4f}")
         gap = knn["balanced_accuracy"] - pix
         print(f"target: latents >= pixels + 0.05 -> {'met' if gap >= 0.05 else 'NOT met'} ({gap:+.4f}); "
               f"V >= 0.5 -> {'met' if quagga['v_measure'] >= 0.5 else 'NOT met'}")
