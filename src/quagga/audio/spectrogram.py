@@ -3,12 +3,12 @@
 A block's spectrogram is computed only at the STFT frames its tiles need (plus an even sample of frames
 for the noise floor), not at every frame: calls usually cover a fraction of a recording, so tiling costs
 less than one plain STFT of the audio. Each call is resampled onto a fixed time grid
-(``tile_duration_s`` per tile), so its duration stays visible in its tile (or, with ``time_stretch: sqrt``,
-its square root, as AVA does so short calls are not a few pixels wide; ``full`` stretches every call over
-the whole tile, for call types whose renditions vary in length but not in shape). Columns not covered by the call are
-filled with the block's background (per-band noise floor), not zeros, and dB values are mapped to [0, 1]
-with fixed bounds, so loudness differences between calls survive (``normalize: per_tile`` stretches each
-tile to its own range instead).
+(``tile_duration_s`` per tile), so its duration stays visible in its tile (or, with ``time_stretch:
+sqrt``, its square root, as AVA does so short calls are not a few pixels wide; ``full`` stretches every
+call over the whole tile, for call types whose renditions vary in length but not in shape). Columns not
+covered by the call are filled with the block's background (per-band noise floor), not zeros, and dB
+values are mapped to [0, 1] with fixed bounds, so loudness differences between calls survive
+(``normalize: per_tile`` stretches each tile to its own range instead).
 """
 
 from __future__ import annotations
