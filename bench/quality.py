@@ -59,6 +59,7 @@ from sklearn.metrics import adjusted_rand_score
 
 from quagga.config import load_config, stage_section
 from quagga.embed.cluster import cluster_embedding
+from quagga.embed.morphology import with_morphology
 from quagga.embed.parametric_umap import cluster_space
 from quagga.evaluate.agreement import label_agreement
 from quagga.evaluate.few_labels import pixel_pca
@@ -313,6 +314,10 @@ def main() -> None:
     items = store.index[["item_id", "label"]].reset_index(names="row").merge(clusters, on="item_id")
     items = items[items["label"].notna()].reset_index(drop=True)
     labels = items["label"].astype(str).to_numpy()
+    # what the embed stage embedded, by item: the latents, with embed.morphology also the scaled features
+    embedded = latents.set_index("item_id").loc[clusters["item_id"]].reset_index()
+    if embed_params.morphology:
+        embedded = with_morphology(embedded, store.index)
     quagga = figures(labels, items["cluster"].to_numpy())
     chosen = read_table_params(out_dir / "clusters.parquet").get("selected")
     result: dict = {"dataset": name, "modality": modality, "n_items": len(items), **quagga}
@@ -343,7 +348,8 @@ def main() -> None:
               + ("met" if quagga["v_measure"] >= max(0.90, tuned) and quagga["noise_fraction"] <= 0.05
                  else "NOT met"))
     else:
-        z = latents.set_index("item_id").loc[items["item_id"]].filter(regex=r"^z_\d+$").to_numpy()
+        labelled = embedded.set_index("item_id").loc[items["item_id"]]
+        z = labelled.filter(regex=r"^z_\d+$").to_numpy()
         pixels = pixel_pca(store.tiles, items["row"].to_numpy(), z.shape[1])
         knn = knn_scores(z, labels, args.seed)
         baselines["pixels_pca"] = knn_scores(pixels, labels, args.seed)
@@ -353,11 +359,8 @@ def main() -> None:
         pix = baselines["pixels_pca"]["balanced_accuracy"]
         print(f"\nkNN (k=5, stratified 5-fold) balanced accuracy: latents ({z.shape[1]}-D) "
               f"{knn['balanced_accuracy']:.4f}, pixels (PCA to {z.shape[1]}) {pix:.4f}")
-        if embed_params.morphology:  # what the embed stage embeds: latents plus scaled morphology features
-            from quagga.embed.morphology import with_morphology
-
-            embedded = with_morphology(latents.set_index("item_id").loc[items["item_id"]].reset_index(), store.index)
-            both = knn_scores(embedded.filter(regex=r"^z_").to_numpy(), labels, args.seed)
+        if embed_params.morphology:
+            both = knn_scores(labelled.filter(regex=r"^z_").to_numpy(), labels, args.seed)
             result["knn_balanced_accuracy_embedded"] = both["balanced_accuracy"]
             print(f"  latents + morphology features (what the embed stage embeds): {both['balanced_accuracy']:.4f}")
         gap = knn["balanced_accuracy"] - pix
@@ -368,12 +371,7 @@ def main() -> None:
 
     if args.seeds > 1:
         print(f"\nseed stability ({args.seeds} seeds):", flush=True)
-        inputs = latents.set_index("item_id").loc[clusters["item_id"]].reset_index()
-        if embed_params.morphology:  # what the embed stage embedded: latents plus morphology features
-            from quagga.embed.morphology import with_morphology
-
-            inputs = with_morphology(inputs, store.index)
-        stability = seed_stability(inputs, embed_params, cluster_params, clusters["cluster"].to_numpy(), args.seeds)
+        stability = seed_stability(embedded, embed_params, cluster_params, clusters["cluster"].to_numpy(), args.seeds)
         result["seed_stability"] = stability
         print(f"  pairwise ARI {stability['pairwise_ari']} -> min {stability['min_ari']:.4f} "
               f"(target >= 0.9: {'met' if stability['min_ari'] >= 0.9 else 'NOT met'})")

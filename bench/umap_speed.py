@@ -81,7 +81,7 @@ def main() -> None:
     # umap-learn first compiles its numba functions (ParametricUMAP's graph uses some of them, with other
     # argument types); warm both on a small set so neither side's fit time includes compiling
     umap.UMAP(n_components=args.dims, n_neighbors=p.n_neighbors, random_state=0, n_epochs=5).fit(X[:5000])
-    ParametricUMAP(n_components=args.dims, n_neighbors=p.n_neighbors, epochs=1, min_steps=1).fit(X[:5000])
+    ParametricUMAP(n_components=args.dims, epochs=1, min_steps=1).fit(X[:5000])
 
     for name, seed in (("umap_learn_seeded", args.seed), ("umap_learn_parallel", None)):
         started = time.perf_counter()
@@ -92,11 +92,7 @@ def main() -> None:
         print(f"  {name}: {results[name]}", flush=True)
 
     started = time.perf_counter()
-    model = ParametricUMAP(
-        n_components=args.dims, n_neighbors=p.n_neighbors, min_dist=min_dist, metric=p.metric, epochs=p.epochs,
-        batch_size=p.batch_size, negative_sample_rate=p.negative_sample_rate, learning_rate=p.learning_rate,
-        hidden=p.hidden, seed=args.seed,
-    ).fit(X)
+    model = ParametricUMAP(n_components=args.dims, min_dist=min_dist, seed=args.seed).fit(X)  # EmbedParams' defaults
     fit_s = time.perf_counter() - started
     times = []
     for _ in range(5):

@@ -88,19 +88,19 @@ class ParametricUMAP:
     as often per epoch as in classic UMAP, where an edge of weight w is sampled w/max(w) times an epoch.
     """
 
-    def __init__(
+    def __init__(  # defaults: the workflow's (EmbedParams), so a model made in code matches the embed stage
         self,
         n_components: int = 2,
-        n_neighbors: int = 15,
-        min_dist: float = 0.1,
-        metric: str = "euclidean",
-        epochs: int = 14,
-        batch_size: int = 2048,
-        negative_sample_rate: int = 5,
-        learning_rate: float = 1e-2,
-        hidden: int = 128,
-        seed: int = 0,
-        min_steps: int = 600,
+        n_neighbors: int = EmbedParams.n_neighbors,
+        min_dist: float = EmbedParams.min_dist,
+        metric: str = EmbedParams.metric,
+        epochs: int = EmbedParams.epochs,
+        batch_size: int = EmbedParams.batch_size,
+        negative_sample_rate: int = EmbedParams.negative_sample_rate,
+        learning_rate: float = EmbedParams.learning_rate,
+        hidden: int = EmbedParams.hidden,
+        seed: int = EmbedParams.seed,
+        min_steps: int = EmbedParams.min_steps,
     ) -> None:
         self.config = ParametricUMAPConfig(
             n_components, n_neighbors, min_dist, metric, epochs, batch_size, negative_sample_rate,

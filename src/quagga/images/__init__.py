@@ -74,14 +74,15 @@ def iter_image_tiles(
         if params.boxes is not None:
             truth, skipped = read_box_table(_resolve(base_dir, params.boxes))
         log.info("%s: %d images to search for particles", images_dir, len(table))
-        start, stop = shard_bounds(len(table), shard)
-        table = table.iloc[start:stop]
-        skipped = skipped if shard[0] == 0 else []
-        return _iter_segmented(table, truth, skipped, images_dir, base_dir, params)
     else:
         raise ValueError(f"images.input: unknown input {params.input!r}; allowed: {list(INPUTS)}")
+    if shard[0] != 0:
+        skipped = []  # the tables' problems are reported once, by shard 0
+    if params.input == "segment":
+        start, stop = shard_bounds(len(table), shard)
+        return _iter_segmented(table.iloc[start:stop], truth, skipped, images_dir, base_dir, params)
     log.info("%s: %d particles in %d images", images_dir, len(table), table["image"].nunique())
-    return _iter_tiles(table, skipped if shard[0] == 0 else [], images_dir, base_dir, params, shard)
+    return _iter_tiles(table, skipped, images_dir, base_dir, params, shard)
 
 
 def found_boxes_writer(params: ImageParams, base_dir: Path) -> Callable[[Path, pd.DataFrame], None] | None:
