@@ -2,9 +2,11 @@
 
     .venv/bin/python bench/segmentation.py [--data ../shared/data/koumura-bird0] [--files 135] [--onset-db 12 ...]
     .venv/bin/python bench/segmentation.py --grid          # parameter search on the first 40 files only
+    .venv/bin/python bench/segmentation.py --auto          # the settings `auto` finds from the recordings
 
-The SegmentParams flags default to KOUMURA_BIRD0: the dataclass defaults plus the values the grid chose on
-files 0-39 (the full-data figures are therefore mostly on files the search did not see). "seconds" is the
+The SegmentParams flags default to KOUMURA_BIRD0: the fallbacks of ``auto`` plus the values the grid chose on
+files 0-39 (the full-data figures are therefore mostly on files the search did not see). ``--auto`` instead
+uses what ``segment: auto`` (the workflow's default) finds from all the recordings, without labels. "seconds" is the
 time of find_calls alone (reading the audio is not counted).
 
 Detected and human segments are matched one to one, greedily by the smallest |onset diff| + |offset diff|;
@@ -30,7 +32,8 @@ import pandas as pd
 
 from quagga.audio.io import read_audio
 from quagga.audio.segment import calls_from_trace, energy_trace, find_calls
-from quagga.params import SegmentParams, to_dict
+from quagga.audio.settings import SEGMENT_FALLBACK, resolve_audio_settings
+from quagga.params import AudioParams, SegmentParams, to_dict
 
 RATE = 32000
 TOLERANCES_S = (0.010, 0.020)
@@ -188,7 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the koumura-bird0 folder")
     parser.add_argument("--files", type=int, default=135, help="use Wave/0.wav .. Wave/{files-1}.wav")
     parser.add_argument("--grid", action="store_true", help=f"parameter search on the first {GRID_FILES} files")
-    defaults = dataclasses.replace(SegmentParams(), **KOUMURA_BIRD0)
+    parser.add_argument("--auto", action="store_true", help="the settings `auto` finds (labels not used)")
+    defaults = dataclasses.replace(SEGMENT_FALLBACK, **KOUMURA_BIRD0)
     for field in dataclasses.fields(SegmentParams):
         parser.add_argument(f"--{field.name.replace('_', '-')}", type=type(getattr(defaults, field.name)),
                             default=getattr(defaults, field.name))
@@ -197,6 +201,17 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit(f"koumura-bird0 data not found at {args.data} (expected annotations.csv and Wave/); "
                  "pass --data /path/to/koumura-bird0")
     params = SegmentParams(**{f.name: getattr(args, f.name) for f in dataclasses.fields(SegmentParams)})
+    choices = None
+    if args.auto:
+        started = time.perf_counter()
+        resolved, choices = resolve_audio_settings(
+            AudioParams(recordings=str(args.data / "Wave"), annotations=None, segments="energy",
+                        spectrogram=dataclasses.replace(AudioParams().spectrogram, sample_rate=RATE)), Path("."))
+        params = resolved.segment
+        print(f"auto settings ({time.perf_counter() - started:.1f} s):")
+        for key, record in choices.records.items():
+            if key.startswith("segment."):
+                print(f"  {key} = {record['value']}  ({record['statistic']})")
     if args.grid:
         grid_search(args.data, params)
         return 0
@@ -210,6 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     result.update(score(detected, human, bouts))
     print_table(result)
     result["params"] = to_dict(params)
+    result["settings"] = "auto" if args.auto else "flags"
     print(json.dumps(result))
     return 0
 

@@ -42,20 +42,37 @@ def test_missing_annotation_table_and_bad_params(tmp_path: Path, caplog: pytest.
     assert rc == 2 and "unknown key(s) ['recording']" in caplog.text
 
 
-def test_train_refuses_tiles_made_with_other_spectrogram_parameters(
+def test_auto_settings_ride_with_the_store_and_a_changed_config_is_refused(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    import numpy as np
+    from quagga.settings import read_settings
+    from quagga.tiles.store import TileStore
+    from tests.audio.test_settings import write_recordings
 
-    from quagga.params import AudioParams, to_dict
-    from quagga.tiles.store import TileItem, write_store
+    write_recordings(tmp_path, [0.05, 0.08, 0.1] * 10)
+    section = {"recordings": ".", "annotations": "calls.csv", "annotation_format": "csv", "label_column": "label",
+               "spectrogram": {"tile_size": 32, "tile_duration_s": "auto", "db_min": "auto"}}
+    params, out = json.dumps(section), tmp_path / "settings.json"
+    assert main(["settings", "--modality", "audio", "--params", params, "--base-dir", str(tmp_path),
+                 "--out", str(out)]) == 0
+    settings = read_settings(out)
+    assert settings["requested"] == section and settings["resolved"]["spectrogram"]["tile_duration_s"] == 0.11
+    assert settings["choices"]["spectrogram.db_min"]["source"] == "data"
+    assert main(["tiles", "--modality", "audio", "--params", params, "--settings", str(out), "--base-dir",
+                 str(tmp_path), "--out", str(tmp_path / "tiles")]) == 0
+    store = TileStore(tmp_path / "tiles")
+    assert store.tile_params == settings["resolved"]["spectrogram"]  # numbers, not "auto"
+    assert store.meta["requested_tile_params"]["tile_duration_s"] == "auto"
+    assert store.meta["settings"] == settings["choices"] and len(store) == 30
 
-    made = AudioParams()
-    write_store(tmp_path / "tiles", [TileItem("a", np.zeros((32, 32), np.float32))], to_dict(made.spectrogram),
-                "audio")
-    asked = json.dumps({"spectrogram": {"hop_length": 256}})  # the config changed after the tiles were made
-    rc = main(["train", "--tiles", str(tmp_path / "tiles"), "--params", "{}", "--tiles-params", asked,
+    # the tiles stage refuses a settings file made for another config section
+    other = json.dumps({**section, "spectrogram": {**section["spectrogram"], "tile_duration_s": 0.2}})
+    rc = main(["tiles", "--modality", "audio", "--params", other, "--settings", str(out), "--base-dir", str(tmp_path),
+               "--out", str(tmp_path / "tiles2")])
+    assert rc == 2 and "was made for other audio parameters" in caplog.text
+    # training refuses tiles made from another config: the requested values are compared, "auto" included
+    rc = main(["train", "--tiles", str(tmp_path / "tiles"), "--params", "{}", "--tiles-params", other,
                "--out", str(tmp_path / "model")])
-    assert rc == 2 and "tiles were made with other parameters" in caplog.text
-    assert "'hop_length': (128, 256)" in caplog.text
+    assert rc == 2 and "tiles were requested with other parameters" in caplog.text
+    assert "'tile_duration_s': ('auto', 0.2)" in caplog.text
     assert not (tmp_path / "model").exists()

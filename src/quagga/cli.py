@@ -8,6 +8,7 @@ stage's outputs. User mistakes end with one line naming the problem and exit cod
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import errno
 import json
 import logging
@@ -66,11 +67,53 @@ def _tile_params(modality: str, section: str) -> tuple[Any, dict[str, Any]]:
     return images, to_dict(images.normalize)
 
 
+def _resolve_settings(modality: str, section: str, base_dir: Path) -> tuple[Any, Any]:
+    """The front-end params with every ``auto`` value found from the data, and how each was chosen."""
+    params, _ = _tile_params(modality, section)
+    if modality == "audio":
+        from quagga.audio.settings import resolve_audio_settings
+
+        return resolve_audio_settings(params, base_dir)
+    from quagga.images.settings import resolve_image_settings
+
+    return resolve_image_settings(params, base_dir)
+
+
+def cmd_settings(args: argparse.Namespace) -> None:
+    from quagga.settings import write_settings
+
+    resolved, choices = _resolve_settings(args.modality, args.params, Path(args.base_dir).resolve())
+    write_settings(args.out, args.modality, json.loads(args.params), to_dict(resolved), choices)
+
+
+def _settings_for_tiles(args: argparse.Namespace) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+    """(resolved params, tile params they make, store metadata on how they were chosen) for ``quagga tiles``.
+
+    From ``--settings`` (the settings stage's output, refused when made from another config section) or, without
+    it, resolved here.
+    """
+    from quagga.settings import read_settings
+
+    requested = json.loads(args.params)
+    if args.settings:
+        settings = read_settings(args.settings)
+        if settings.get("requested") != requested or settings.get("modality") != args.modality:
+            raise ParamsError(f"{args.settings} was made for other {args.modality} parameters than --params; "
+                              "rerun `quagga settings` (Snakemake does this by itself)")
+        resolved_text, records = json.dumps(settings["resolved"]), settings["choices"]
+    else:
+        resolved, choices = _resolve_settings(args.modality, args.params, Path(args.base_dir).resolve())
+        resolved_text, records = json.dumps(to_dict(resolved)), choices.records
+    params, tile_params = _tile_params(args.modality, resolved_text)
+    meta = {"requested_tile_params": _tile_params(args.modality, args.params)[1], "settings": records}
+    return params, tile_params, meta
+
+
 def cmd_tiles(args: argparse.Namespace) -> None:
     from quagga.tiles.store import parse_shard, write_store
 
     base_dir = Path(args.base_dir).resolve()
-    params, tile_params = _tile_params(args.modality, args.params)
+    params, tile_params, meta = _settings_for_tiles(args)
     shard = parse_shard(args.shard)
     extra = None
     if args.modality == "audio":
@@ -84,7 +127,7 @@ def cmd_tiles(args: argparse.Namespace) -> None:
         extra = found_boxes_writer(params, base_dir)
     # one shard may hold no tile (its recordings all skipped): the merged store must not be empty
     write_store(args.out, items, tile_params=tile_params, modality=args.modality, extra=extra,
-                allow_empty=shard[1] > 1)
+                allow_empty=shard[1] > 1, meta=meta)
 
 
 def cmd_merge_tiles(args: argparse.Namespace) -> None:
@@ -99,7 +142,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 
     if args.tiles_params:  # refuse tiles made otherwise than the config says
         store = TileStore(args.tiles)
-        store.require_params(_tile_params(store.meta["modality"], args.tiles_params)[1])
+        store.require_params(_tile_params(store.meta["modality"], args.tiles_params)[1], requested=True)
     train_model(Path(args.tiles), _params(TrainParams, args.params), Path(args.out))
 
 
@@ -113,24 +156,26 @@ def cmd_encode(args: argparse.Namespace) -> None:
 def cmd_embed(args: argparse.Namespace) -> None:
     import pandas as pd
 
+    from quagga.embed.morphology import morphology_setting, with_morphology
     from quagga.embed.parametric_umap import embed_latents
     from quagga.tables import write_table
+    from quagga.tiles.store import TileStore
 
     params = _params(EmbedParams, args.params)
     latents = pd.read_parquet(args.latents)
-    if params.morphology:
-        from quagga.embed.morphology import with_morphology
-        from quagga.tiles.store import TileStore
-
-        if not args.tiles:
-            raise ParamsError("embed.morphology needs the tile store (--tiles) whose features it adds")
-        latents = with_morphology(latents, TileStore(args.tiles).index)
+    index = TileStore(args.tiles).index if args.tiles else None
+    if params.morphology is True and index is None:
+        raise ParamsError("embed.morphology needs the tile store (--tiles) whose features it adds")
+    morphology, how = morphology_setting(params.morphology, index)
+    params = dataclasses.replace(params, morphology=morphology)
+    if morphology:
+        latents = with_morphology(latents, index)
     embedding, map2d, map_nd = embed_latents(latents, params)
     models = Path(args.models_dir)
     models.mkdir(parents=True, exist_ok=True)
     map2d.save(models / "umap_2d.pt")
     map_nd.save(models / f"umap_{params.cluster_dims}d.pt")
-    write_table(embedding, args.out, to_dict(params))
+    write_table(embedding, args.out, {**to_dict(params), "settings": {"morphology": how}})
 
 
 def cmd_cluster(args: argparse.Namespace) -> None:
@@ -205,9 +250,16 @@ def _parser() -> argparse.ArgumentParser:
     p = add("check-config", cmd_check_config, "validate a config file against the schema")
     p.add_argument("config")
 
+    p = add("settings", cmd_settings, "find a dataset's `auto` tile settings from its data (settings.json)")
+    p.add_argument("--modality", choices=["audio", "images"], required=True)
+    p.add_argument("--params", required=True, help="JSON: the dataset's audio or images section")
+    p.add_argument("--base-dir", default=".", help="relative input paths start here")
+    p.add_argument("--out", required=True, help="settings.json")
+
     p = add("tiles", cmd_tiles, "make the tile store of one dataset")
     p.add_argument("--modality", choices=["audio", "images"], required=True)
     p.add_argument("--params", required=True, help="JSON: the dataset's audio or images section")
+    p.add_argument("--settings", help="settings.json of `quagga settings` (without it, `auto` values are found here)")
     p.add_argument("--base-dir", default=".", help="relative input paths start here")
     p.add_argument("--shard", default="0/1", help="K/N: tile only the K-th (from 0) of N contiguous blocks of the "
                                                   "recordings / images (merge the N stores with merge-tiles)")
@@ -263,9 +315,10 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     """Exceptions that mean a user mistake (bad config, input or store): one line, no traceback."""
     from quagga.audio.annotations import AnnotationError
     from quagga.config import ConfigError
+    from quagga.settings import SettingsError
     from quagga.tiles.store import StoreError
 
-    return (ConfigError, ParamsError, StoreError, AnnotationError, FileNotFoundError)
+    return (ConfigError, ParamsError, StoreError, AnnotationError, SettingsError, FileNotFoundError)
 
 
 def main(argv: list[str] | None = None) -> int:

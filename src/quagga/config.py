@@ -14,6 +14,8 @@ from typing import Any
 import jsonschema
 import yaml
 
+from quagga.settings import is_auto
+
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 SEEDED_STAGES = ("train", "embed", "cluster", "evaluate")
 
@@ -64,7 +66,7 @@ def validate_config(config: dict[str, Any], schema_path: str | Path = SCHEMA_PAT
         for err in errors:
             key = ".".join(str(p) for p in err.path) or "(top level)"
             hint = err.schema.get("description") if isinstance(err.schema, dict) else None
-            lines.append(f"  {key}: {err.message}" + (f" ({hint})" if hint else ""))
+            lines.append(f"  {key}: {_message(err)}" + (f" ({hint})" if hint else ""))
         raise ConfigError("invalid config:\n" + "\n".join(lines))
     for name, dataset in config["datasets"].items():
         _check_consistency(name, dataset)
@@ -72,6 +74,17 @@ def validate_config(config: dict[str, Any], schema_path: str | Path = SCHEMA_PAT
     if unknown:
         raise ConfigError(f"run_datasets: {unknown} are not datasets; the datasets are {sorted(config['datasets'])}")
     return config
+
+
+def _message(err: jsonschema.ValidationError) -> str:
+    """The error of a value that may also be ``auto``: what is wrong with it as a value, then "or 'auto'"."""
+    if err.validator == "anyOf" and err.context:
+        auto = [{"const": "auto"}]
+        if any(sub.get("const") == "auto" for sub in err.validator_value):
+            real = [e for e in err.context if e.schema not in auto]
+            if real:
+                return f"{real[0].message}, and it is not 'auto'"
+    return err.message
 
 
 def _check_consistency(name: str, dataset: dict[str, Any]) -> None:
@@ -82,23 +95,28 @@ def _check_consistency(name: str, dataset: dict[str, Any]) -> None:
     images = dataset.get("images")
     if dataset["modality"] == "images" and images and images["input"] == "boxes" and not images.get("boxes"):
         raise ConfigError(f"datasets.{name}.images.boxes: required when input is 'boxes'")
-    augment = dataset.get("train", {}).get("augment", "none")
-    if dataset["modality"] == "audio" and augment != "none":
+    augment = dataset.get("train", {}).get("augment", "auto")
+    if dataset["modality"] == "audio" and augment not in ("none", "auto"):
         raise ConfigError(f"datasets.{name}.train.augment: {augment!r} turns tiles, but spectrogram axes are "
                           "time and frequency; use 'none' for audio")
 
 
 def _check_audio(where: str, audio: dict[str, Any]) -> None:
+    """Cross-key rules among explicit values (``auto`` ones are checked when they are resolved)."""
     spec, seg = audio["spectrogram"], audio["segment"]
-    nyquist = spec["sample_rate"] / 2
+
+    def given(*values: Any) -> bool:
+        return not any(is_auto(v) for v in values)
+
     for key, section in (("spectrogram", spec), ("segment", seg)):
-        if section["fmax"] > nyquist:
-            raise ConfigError(f"{where}.{key}.fmax: {section['fmax']} Hz is above sample_rate/2 = {nyquist} Hz")
-        if section["fmin"] >= section["fmax"]:
+        if given(spec["sample_rate"], section["fmax"]) and section["fmax"] > spec["sample_rate"] / 2:
+            raise ConfigError(f"{where}.{key}.fmax: {section['fmax']} Hz is above sample_rate/2 = "
+                              f"{spec['sample_rate'] / 2} Hz")
+        if given(section["fmin"], section["fmax"]) and section["fmin"] >= section["fmax"]:
             raise ConfigError(f"{where}.{key}: fmin {section['fmin']} must be below fmax {section['fmax']}")
-    if spec["db_min"] >= spec["db_max"]:
+    if given(spec["db_min"], spec["db_max"]) and spec["db_min"] >= spec["db_max"]:
         raise ConfigError(f"{where}.spectrogram: db_min {spec['db_min']} must be below db_max")
-    if seg["offset_db"] > seg["onset_db"]:
+    if given(seg["offset_db"], seg["onset_db"]) and seg["offset_db"] > seg["onset_db"]:
         raise ConfigError(f"{where}.segment: offset_db {seg['offset_db']} must not exceed onset_db {seg['onset_db']}")
     if seg["min_duration_s"] >= seg["max_duration_s"]:
         raise ConfigError(f"{where}.segment: min_duration_s must be below max_duration_s")

@@ -42,19 +42,23 @@ def to_dict(obj: Any) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class SpectrogramParams:
-    """How a call becomes a tile. Stored with the tiles; training refuses a store made otherwise."""
+    """How a call becomes a tile. Stored with the tiles; training refuses a store made otherwise.
 
-    sample_rate: int = 22050
-    n_fft: int = 1024
-    hop_length: int = 128
+    ``auto`` values are found from the recordings before tiling (``quagga.audio.settings``); a store
+    always records the resolved numbers.
+    """
+
+    sample_rate: int | str = "auto"  # auto: the recordings' own rate
+    n_fft: int | str = "auto"  # auto: about tile_size FFT bins over fmin..fmax
+    hop_length: int | str = "auto"  # auto: about tile_size frames per tile
     n_mels: int = 128
-    fmin: float = 200.0
-    fmax: float = 10000.0
-    db_min: float = -90.0  # fixed normalisation bounds: loudness differences survive
-    db_max: float = -10.0
-    tile_duration_s: float = 1.6  # time span of one tile; shorter calls are padded with background
+    fmin: float | str = "auto"  # auto: the band where the calls stand above the noise
+    fmax: float | str = "auto"
+    db_min: float | str = "auto"  # fixed normalisation bounds (loudness survives); auto: noise floor ...
+    db_max: float | str = "auto"  # ... and the loudest call bins
+    tile_duration_s: float | str = "auto"  # time span of one tile; auto: every call but rare outliers fits
     tile_size: int = 128
-    scale: str = "mel"  # mel | linear (STFT bins between fmin and fmax)
+    scale: str = "linear"  # linear (STFT bins between fmin and fmax) | mel
     normalize: str = "fixed"  # fixed: db_min..db_max for every tile | per_tile: each tile's own min..max
     # none: a call spans duration / tile_duration_s of the tile | sqrt: AVA-style, sqrt of that fraction |
     # full: every call spans the whole tile (its shape, not its duration, is what the tile shows)
@@ -68,18 +72,19 @@ class SegmentParams:
 
     The energy trace is the band power in dB per STFT frame, smoothed; thresholds are relative to the
     noise floor of the block being segmented, so recordings made at different gains segment alike.
+    ``auto`` values are found from the recordings' own energy trace (``quagga.audio.settings``).
     """
 
-    n_fft: int = 512
-    hop_length: int = 64
-    fmin: float = 500.0  # band whose energy is traced (Hz)
-    fmax: float = 10000.0
+    n_fft: int | str = "auto"  # auto: 16 ms
+    hop_length: int | str = "auto"  # auto: n_fft / 8
+    fmin: float | str = "auto"  # band whose energy is traced (Hz); auto: where loud frames stand out
+    fmax: float | str = "auto"
     smooth_s: float = 0.005  # moving-average window of the energy trace
     noise_percentile: float = 20.0  # the noise floor: this percentile of the trace
-    onset_db: float = 12.0  # a call starts when the trace rises this far above the noise floor ...
-    offset_db: float = 8.0  # ... and ends when it falls below this
-    peak_db: float = 20.0  # and is kept only if it reaches this somewhere
-    min_gap_s: float = 0.005  # calls separated by a shorter gap are merged
+    onset_db: float | str = "auto"  # a call starts when the trace rises this far above the noise floor ...
+    offset_db: float | str = "auto"  # ... and ends when it falls below this
+    peak_db: float | str = "auto"  # and is kept only if it reaches this somewhere
+    min_gap_s: float | str = "auto"  # calls separated by a shorter gap are merged
     min_duration_s: float = 0.02
     max_duration_s: float = 0.5  # longer segments are listed as skipped, not tiled
 
@@ -106,10 +111,10 @@ class NormalizeParams:
     """How a particle crop becomes a tile."""
 
     tile_size: int = 128
-    scale_mode: str = "fit"  # fit: particle fills the tile | fixed: tile covers fixed_extent_px pixels
-    fixed_extent_px: int = 128
+    scale_mode: str = "auto"  # fit: particle fills the tile | fixed: tile covers fixed_extent_px pixels | auto
+    fixed_extent_px: int | str = "auto"  # auto: the largest particles (99th percentile) with their margin
     margin: float = 0.1  # context around a box, as a fraction of its longer side
-    intensity: str = "percentile"  # percentile: per-crop stretch | absorbance: 1 - I / background
+    intensity: str = "auto"  # percentile: per-crop stretch | absorbance: 1 - I / background | auto: by the field
     percentile_low: float = 1.0
     percentile_high: float = 99.0
     invert: bool = False  # dark particles on a bright field: invert so particles are bright
@@ -154,7 +159,7 @@ class ImageParams:
 
 @dataclass(frozen=True)
 class TrainParams:
-    """The model and its Trainer."""
+    """The model and its Trainer. ``auto`` values are resolved from the tile store at training time."""
 
     model: str = "vae"  # vae | ae
     latent_dim: int = 32
@@ -165,13 +170,15 @@ class TrainParams:
     recon_loss: str = "mse"  # mse | bce
     denoise_noise_std: float = 0.0
     denoise_mask_fraction: float = 0.0
-    augment: str = "none"  # none | dihedral (images only: random 90-degree turns and mirror flips)
+    augment: str = "auto"  # none | dihedral (random 90-degree turns and mirror flips) | auto: images dihedral
     learning_rate: float = 1e-3
-    batch_size: int = 64
-    max_epochs: int = 30
+    batch_size: int | str = "auto"  # auto: 64, smaller for small data sets (enough steps per epoch)
+    max_epochs: int | str = "auto"  # auto: as many as max_steps takes
+    max_steps: int | str = "auto"  # optimizer steps; auto: 30 epochs, at least 2,000 and at most 20,000 steps
+    min_steps: int = 1000  # early stopping cannot end training before this many steps
     max_time_s: float | None = None
     val_fraction: float = 0.1
-    early_stopping_patience: int = 10
+    early_stopping_patience: int = 10  # validation checks (every epoch, or every ~100 steps for tiny epochs)
     gradient_clip_val: float = 1.0
     accelerator: str = "auto"
     devices: int = 1
@@ -195,7 +202,7 @@ class EmbedParams:
     negative_sample_rate: int = 5
     learning_rate: float = 1e-2  # with 14 epochs: umap-learn's trustworthiness in 2/3 of the time of 3e-3 x 20
     hidden: int = 128
-    morphology: bool = False  # images: embed the morphology features (z-scored) next to the latents
+    morphology: bool | str = "auto"  # embed the morphology features (z-scored) next to the latents; auto: images
     seed: int = 0
 
 

@@ -11,14 +11,15 @@ import soundfile as sf
 
 from quagga.audio import iter_audio_tiles
 from quagga.audio.io import AudioReadError, audio_info, read_audio, read_block
+from quagga.audio.settings import SEGMENT_FALLBACK
 from quagga.audio.spectrogram import BlockSpectrogram, call_tile, spectrogram_db
-from quagga.params import AudioParams, SegmentParams, SpectrogramParams
+from quagga.params import AudioParams, SpectrogramParams
 from quagga.tiles.store import Skipped, TileItem
 
 SR = 16000
-SPEC = SpectrogramParams(sample_rate=SR, n_fft=512, hop_length=128, fmin=100.0, fmax=7000.0,
-                         tile_duration_s=1.0, tile_size=64, n_mels=64)
-SEGMENT = SegmentParams(n_fft=256, hop_length=64, fmin=300.0, fmax=7000.0, max_duration_s=0.8)
+SPEC = SpectrogramParams(sample_rate=SR, n_fft=512, hop_length=128, fmin=100.0, fmax=7000.0, db_min=-90.0,
+                         db_max=-10.0, tile_duration_s=1.0, tile_size=64, n_mels=64, scale="mel")
+SEGMENT = replace(SEGMENT_FALLBACK, n_fft=256, hop_length=64, fmin=300.0, fmax=7000.0, max_duration_s=0.8)
 KOUMURA = Path(__file__).resolve().parents[3] / "shared" / "data" / "koumura-bird0"
 
 

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 
 from quagga.audio.segment import Segments, calls_from_trace, energy_trace, find_calls
-from quagga.params import SegmentParams
+from quagga.audio.settings import SEGMENT_FALLBACK
 
 SR = 16000
 HOP_S = 64 / SR  # 4 ms
 # A 16 ms window (as the default 512 samples at 32 kHz); the trace spreads an abrupt onset by up to half of it.
-P = SegmentParams(n_fft=256, hop_length=64, fmin=500.0, fmax=7000.0, smooth_s=0.008)
+P = dataclasses.replace(SEGMENT_FALLBACK, n_fft=256, hop_length=64, fmin=500.0, fmax=7000.0, smooth_s=0.008)
 
 
 def _recording(calls: list[tuple[float, float, float, float]], length_s: float = 3.0, seed: int = 0) -> np.ndarray:
@@ -105,8 +105,8 @@ def test_energy_below_fmin_is_ignored() -> None:
 
 
 # The thresholding on a hand-made trace: 10 ms frames, noise floor 0 dB.
-TRACE_P = SegmentParams(hop_length=64, onset_db=12.0, offset_db=8.0, peak_db=20.0, min_gap_s=0.0, min_duration_s=0.0,
-                        max_duration_s=10.0)
+TRACE_P = dataclasses.replace(SEGMENT_FALLBACK, hop_length=64, onset_db=12.0, offset_db=8.0, peak_db=20.0,
+                              min_gap_s=0.0, min_duration_s=0.0, max_duration_s=10.0)
 TRACE_SR = 6400
 
 

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from quagga.cli import main
-from quagga.embed.morphology import with_morphology
+from quagga.embed.morphology import morphology_setting, with_morphology
 from quagga.tiles.store import TileItem, write_store
 
 
@@ -49,3 +49,13 @@ def test_embed_stage_adds_the_features_of_the_tile_store(tmp_path: Path) -> None
     assert main(args) != 0  # no --tiles: a clear error, not a traceback
     assert main([*args, "--tiles", str(tmp_path / "tiles")]) == 0
     assert len(pd.read_parquet(tmp_path / "embedding.parquet")) == 60
+
+
+def test_morphology_auto_embeds_the_features_where_the_store_has_them() -> None:
+    images = pd.DataFrame({"item_id": ["a"], "feat_area": [3.0], "feat_solidity": [0.9]})
+    calls = pd.DataFrame({"item_id": ["a"], "onset_s": [0.1]})
+    assert morphology_setting("auto", images) == (True, {
+        "value": True, "source": "data", "statistic": "the tile index has 2 morphology features"})
+    use, how = morphology_setting("auto", calls)
+    assert not use and how["source"] == "data" and "no morphology features" in how["statistic"]
+    assert morphology_setting(False, images)[0] is False  # an explicit value wins

@@ -78,6 +78,7 @@ def small_params() -> TrainParams:
         depth=3,
         batch_size=16,
         max_epochs=2,
+        min_steps=0,
         val_fraction=0.25,
         accelerator="cpu",
         seed=3,

@@ -59,6 +59,25 @@ def test_refuses_other_tiles(other_store_dir: Path, checkpoint: Path, tmp_path: 
     assert not (tmp_path / "latents.parquet").exists()
 
 
+def test_refuses_a_store_whose_auto_settings_resolved_otherwise(
+    small_params: TrainParams, tmp_path: Path
+) -> None:
+    """Two stores asked for with the same config (``auto``) whose data resolved it differently: a model
+    trained on one refuses the other, naming the value that differs."""
+    from quagga.tiles.store import write_store
+    from tests.models.conftest import synthetic_items
+
+    requested = {"tile_size": TILE_SIZE, "db_min": "auto"}
+    for name, db_min in (("a", -93.2), ("b", -71.5)):
+        write_store(tmp_path / name, synthetic_items(), {"tile_size": TILE_SIZE, "db_min": db_min}, "synthetic",
+                    meta={"requested_tile_params": requested})
+    model = train_model(tmp_path / "a", dataclasses.replace(small_params, max_epochs=1), tmp_path / "m")
+    encode_store(tmp_path / "a", model, tmp_path / "a.parquet")
+    with pytest.raises(StoreError, match=r"trained on other tiles.*'db_min': \(-71.5, -93.2\)"):
+        encode_store(tmp_path / "b", model, tmp_path / "b.parquet")
+    TileStore(tmp_path / "b").require_params(requested, requested=True)  # the config alone cannot tell them apart
+
+
 def test_refuses_a_foreign_checkpoint(store_dir: Path, tmp_path: Path) -> None:
     torch.save({"weights": torch.zeros(2)}, tmp_path / "other.ckpt")
     with pytest.raises(ValueError, match="not a quagga model checkpoint"):

@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from quagga.models.encode import encode_store
-from quagga.models.train import resolve_precision, train_model
+from quagga.models.train import resolve_precision, resolve_training, train_model
 from quagga.params import TrainParams
 from quagga.tiles.store import TileStore
 
@@ -44,7 +44,11 @@ def test_outputs_and_resume(
     )
 
     info = json.loads((out / "params.json").read_text())
-    assert info["train"] == dataclasses.asdict(params)
+    # 48 training tiles in batches of 16: 3 steps per epoch; augment auto on a non-image store: none
+    assert info["train"] == {**dataclasses.asdict(params), "augment": "none", "max_steps": 6}
+    assert info["steps"] == 6
+    assert info["settings"]["max_steps"] == {"value": 6, "source": "data", "statistic": "max_epochs 2 x 3 steps"}
+    assert info["settings"]["max_epochs"]["source"] == info["settings"]["batch_size"]["source"] == "config"
     assert (
         info["tile_params"]
         == TileStore(store_dir).tile_params
@@ -161,3 +165,29 @@ def test_bf16_training_is_recorded(store_dir: Path, small_params: TrainParams, t
     info = json.loads((tmp_path / "params.json").read_text())
     assert info["precision"] == "bf16-mixed" and info["train"]["precision"] == "bf16-mixed"
     assert np.isfinite(pd.read_csv(tmp_path / "metrics.csv")[["train_loss", "val_loss"]].to_numpy()).all()
+
+
+@pytest.mark.parametrize(
+    ("modality", "n_train", "batch", "steps", "epochs", "every", "augment"),
+    [
+        ("audio", 6886, 64, 3210, 30, 1, "none"),  # koumura-bird0: 30 epochs of 107 steps
+        ("images", 95, 8, 2090, 190, 10, "dihedral"),  # planktonclas-demo: at least 2,000 steps, checks every 100
+        ("images", 300, 32, 2052, 228, 12, "dihedral"),  # batch: the power of two nearest a tenth of the tiles
+        ("audio", 900_000, 64, 14062, 1, 1, "none"),  # 100 hours of calls: at most 20,000 steps, whole epochs
+    ],
+)
+def test_training_length_is_counted_in_steps(
+    modality: str, n_train: int, batch: int, steps: int, epochs: int, every: int, augment: str
+) -> None:
+    resolved, choices, val_every = resolve_training(TrainParams(), modality, n_train)
+    assert (resolved.batch_size, resolved.max_steps, resolved.max_epochs, val_every, resolved.augment) == (
+        batch, steps, epochs, every, augment)
+    assert resolved.max_steps % (val_every * (n_train // batch)) == 0  # the last step is a validation check
+    assert {r["source"] for r in choices.records.values()} == {"data"}
+
+
+def test_explicit_training_length_wins() -> None:
+    resolved, choices, val_every = resolve_training(TrainParams(max_epochs=5, batch_size=32, augment="none"),
+                                                    "images", 320)
+    assert (resolved.max_epochs, resolved.max_steps, val_every, resolved.augment) == (5, 50, 1, "none")
+    assert choices.records["augment"]["source"] == "config" and choices.records["max_steps"]["source"] == "data"

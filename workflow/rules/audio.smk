@@ -1,6 +1,7 @@
 rule tiles_audio:
     input:
-        input_tables,
+        tables=input_tables,
+        settings=f"{RESULTS}/{{dataset}}/settings.json",
     output:
         directory(f"{RESULTS}/{{dataset}}/tiles"),
     wildcard_constraints:
@@ -17,4 +18,5 @@ rule tiles_audio:
     conda:
         ENV
     shell:
-        "python -m quagga tiles --modality audio --params {params.audio:q} --out {output} 2> {log}"
+        "python -m quagga tiles --modality audio --params {params.audio:q} --settings {input.settings:q}"
+        " --out {output:q} 2> {log:q}"

@@ -40,6 +40,11 @@ def stage_params(stage):
     return get
 
 
+def modality(wildcards):
+    """A dataset's modality: which front end tiles it."""
+    return config["datasets"][wildcards.dataset]["modality"]
+
+
 def input_tables(wildcards):
     """The annotation / label / box tables a dataset's tiles are made from."""
     section = stage_section(config, wildcards.dataset, "tiles")

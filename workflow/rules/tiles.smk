@@ -1,8 +1,33 @@
+# Settings found from the data: every `auto` value of a dataset's audio / images section, resolved once
+# (before tiling, for all shards alike) and recorded with how it was found.
+rule settings:
+    input:
+        input_tables,
+    output:
+        f"{RESULTS}/{{dataset}}/settings.json",
+    params:
+        section=stage_params("tiles"),
+        modality=modality,
+    log:
+        f"{RESULTS}/logs/settings/{{dataset}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/settings/{{dataset}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+    conda:
+        ENV
+    shell:
+        "python -m quagga settings --modality {params.modality:q} --params {params.section:q} --out {output:q}"
+        " 2> {log:q}"
+
+
 # Sharded tiling (datasets with shards > 1): one job per contiguous block of the recordings / images,
 # then one job concatenates the shard stores (quagga merge-tiles) into the same store one job makes.
 rule tiles_shard:
     input:
-        input_tables,
+        tables=input_tables,
+        settings=f"{RESULTS}/{{dataset}}/settings.json",
     output:
         temp(directory(f"{RESULTS}/{{dataset}}/tiles.shards/{{shard}}")),
     wildcard_constraints:
@@ -10,7 +35,7 @@ rule tiles_shard:
         shard=r"\d+",
     params:
         section=stage_params("tiles"),
-        modality=lambda wildcards: config["datasets"][wildcards.dataset]["modality"],
+        modality=modality,
         shards=lambda wildcards: SHARDS[wildcards.dataset],
     log:
         f"{RESULTS}/logs/tiles_shard/{{dataset}}/{{shard}}.log",
@@ -23,7 +48,7 @@ rule tiles_shard:
         ENV
     shell:
         "python -m quagga tiles --modality {params.modality:q} --params {params.section:q}"
-        " --shard {wildcards.shard}/{params.shards:q} --out {output} 2> {log}"
+        " --settings {input.settings:q} --shard {wildcards.shard}/{params.shards:q} --out {output:q} 2> {log:q}"
 
 
 rule tiles_merge:

@@ -18,10 +18,19 @@ import numpy as np
 import pandas as pd
 
 from quagga.audio.annotations import read_annotations
-from quagga.audio.io import AudioBlock, AudioInfo, AudioReadError, audio_info, find_recordings, read_block
+from quagga.audio.io import (
+    AudioBlock,
+    AudioInfo,
+    AudioReadError,
+    audio_info,
+    find_recordings,
+    read_block,
+    recording_path,
+)
 from quagga.audio.segment import find_calls
 from quagga.audio.spectrogram import BlockSpectrogram, call_tile
-from quagga.params import AudioParams
+from quagga.params import AudioParams, to_dict
+from quagga.settings import unresolved
 from quagga.tiles.store import Skipped, TileItem, shard_bounds
 
 log = logging.getLogger(__name__)
@@ -47,8 +56,14 @@ def iter_audio_tiles(
     Relative paths in ``params`` are resolved against ``base_dir``; file names in the annotations are
     resolved against the ``recordings`` folder. ``shard=(k, n)`` tiles only the k-th of n contiguous
     blocks of the recordings (their usual order), and only shard 0 reports the table-level problems, so
-    shards 0..n-1 together yield exactly the items of the whole run, in its order.
+    shards 0..n-1 together yield exactly the items of the whole run, in its order. ``auto`` settings
+    left in ``params`` are found from the recordings first (``quagga tiles`` passes them resolved, so
+    every shard uses the same values).
     """
+    if unresolved(to_dict(params)):
+        from quagga.audio.settings import resolve_audio_settings
+
+        params, _ = resolve_audio_settings(params, base_dir)
     recordings = (base_dir / params.recordings).resolve()
     first = shard[0] == 0
     table = None
@@ -75,8 +90,7 @@ def iter_audio_tiles(
         start, stop = shard_bounds(len(found), shard)
         groups = ((f, table.iloc[positions[f]] if f in positions else _empty_rows()) for f in found[start:stop])
     for source, rows in groups:
-        path = recordings / source if recordings.is_dir() else recordings
-        yield from _tiles_of_recording(path, source, rows, params)
+        yield from _tiles_of_recording(recording_path(recordings, source), source, rows, params)
 
 
 def _empty_rows() -> pd.DataFrame:

@@ -140,6 +140,11 @@ def read_audio(path: str | Path, sample_rate: int, channel: str = "mix") -> np.n
     return block.samples
 
 
+def recording_path(recordings: Path, name: str) -> Path:
+    """The file of recording ``name`` (relative to the ``recordings`` folder, or that file itself)."""
+    return recordings / name if recordings.is_dir() else recordings
+
+
 def find_recordings(folder: Path) -> list[Path]:
     """Audio files under ``folder`` (recursively), sorted, by suffix."""
     if folder.is_file():

@@ -8,10 +8,13 @@ variance equals the latents': neither block outweighs the other because it has m
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
 from quagga.params import ParamsError
+from quagga.settings import Choices
 
 FEATURE_PREFIX = "feat_"
 COLUMN_PREFIX = "z_feat_"  # z_*: the embedding reads these with the latents
@@ -32,3 +35,13 @@ def with_morphology(latents: pd.DataFrame, index: pd.DataFrame) -> pd.DataFrame:
     extra = pd.DataFrame(z.astype(np.float32), columns=[COLUMN_PREFIX + f[len(FEATURE_PREFIX):] for f in features],
                          index=latents.index)
     return pd.concat([latents, extra], axis=1)
+
+
+def morphology_setting(requested: bool | str, index: pd.DataFrame | None) -> tuple[bool, dict[str, Any]]:
+    """``embed.morphology`` as used, and how it was chosen: ``auto`` embeds the features wherever the tile
+    index has them (image particles), so size and shape count even when the images are too few for the VAE."""
+    choices = Choices()
+    features = [] if index is None else [c for c in index.columns if c.startswith(FEATURE_PREFIX)]
+    found = (True, f"the tile index has {len(features)} morphology features") if features else \
+        (False, "the tile index has no morphology features (they are measured for image particles)")
+    return bool(choices.pick("morphology", requested, found, False, "")), choices.records["morphology"]

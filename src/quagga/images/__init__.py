@@ -25,7 +25,8 @@ from quagga.images.particles import (
     read_box_table,
     single_particle_table,
 )
-from quagga.params import ImageParams, NormalizeParams
+from quagga.params import ImageParams, NormalizeParams, to_dict
+from quagga.settings import unresolved
 from quagga.tiles.store import Skipped, TileItem, shard_bounds
 
 log = logging.getLogger(__name__)
@@ -47,8 +48,13 @@ def iter_image_tiles(
     config mistake fails at once (ValueError naming the path) instead of skipping every particle.
     ``shard=(k, n)`` tiles only the k-th of n contiguous blocks of the images (their usual order), and
     only shard 0 reports the table-level problems, so shards 0..n-1 together yield exactly the items of
-    the whole run, in its order.
+    the whole run, in its order. ``auto`` settings left in ``params`` are found from the images first
+    (``quagga tiles`` passes them resolved, so every shard uses the same values).
     """
+    if unresolved(to_dict(params)):
+        from quagga.images.settings import resolve_image_settings
+
+        params, _ = resolve_image_settings(params, base_dir)
     check_channel(params.channel)
     check_normalize(params.normalize)
     check_detect(params.detect)

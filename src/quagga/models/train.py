@@ -7,6 +7,7 @@ Outputs in ``out_dir``: ``vae.ckpt`` (best by validation loss), ``metrics.csv`` 
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import hashlib
 import json
@@ -30,8 +31,9 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from quagga import __version__
 from quagga.models.vae import TileAutoencoder
 from quagga.params import TrainParams, to_dict
+from quagga.settings import Choices, is_auto
 from quagga.tables import atomic_path, write_json
-from quagga.tiles.dataset import TileDataModule
+from quagga.tiles.dataset import TileDataModule, split_indices
 from quagga.tiles.store import TileStore
 
 log = logging.getLogger(__name__)
@@ -39,6 +41,8 @@ log = logging.getLogger(__name__)
 # Fields that only bound how long or where training runs: changing them keeps a run resumable.
 RESUMABLE_FIELDS = (
     "max_epochs",
+    "max_steps",
+    "min_steps",
     "max_time_s",
     "early_stopping_patience",
     "accelerator",
@@ -106,13 +110,73 @@ class StepSeed(Callback):
         torch.manual_seed(int(np.random.SeedSequence(entropy).generate_state(1)[0]))
 
 
+AUTO_EPOCHS = 30  # max_steps auto: this many epochs' steps ...
+AUTO_STEPS = (2000, 20000)  # ... kept within these bounds
+SMALL_SET = 640  # fewer training tiles than this: batch_size auto is smaller than 64
+VAL_EVERY_STEPS = 100  # tiny epochs: validate only every few epochs, so early stopping sees real progress
+
+
+def resolve_training(params: TrainParams, modality: str, n_train: int) -> tuple[TrainParams, Choices, int]:
+    """``params`` with its ``auto`` values found from the store (modality, number of training tiles), how
+    each was chosen, and the epochs between validation checks.
+
+    Training length is counted in optimizer steps, not epochs: 30 epochs of 105 tiles are 30 steps, of
+    100,000 tiles 45,000; the step budget keeps both in a range where a model learns and does not
+    overfit for hours, and early stopping on the validation loss ends it sooner where that stops improving.
+    """
+    choices = Choices()
+    if modality == "images":
+        dihedral = ("dihedral", "images: a particle under the microscope has no up or left")
+    else:
+        dihedral = ("none", f"{modality}: the tile's axes have meanings (time, frequency)")
+    augment = choices.pick("augment", params.augment, dihedral, "none", "")
+    if n_train >= SMALL_SET:
+        size = (64, f"{n_train} training tiles")
+    else:
+        size = (max(8, int(2 ** round(np.log2(max(n_train / 10, 1))))), f"about a tenth of {n_train} training tiles")
+    batch = choices.pick("batch_size", params.batch_size, size, 64, "")
+    per_epoch = steps_per_epoch(n_train, batch)
+    every = validation_interval(per_epoch, explicit_epochs=not is_auto(params.max_epochs))
+    if is_auto(params.max_steps) and is_auto(params.max_epochs):
+        steps, check = int(np.clip(AUTO_EPOCHS * per_epoch, *AUTO_STEPS)), every * per_epoch
+        # end on a validation check: round up what was raised to the minimum, down what was cut to the maximum
+        steps = -(-steps // check) * check if steps <= AUTO_STEPS[0] else max(steps // check, 1) * check
+        max_steps = choices.data("max_steps", steps, f"{AUTO_EPOCHS} epochs of {per_epoch} steps, within "
+                                 f"{AUTO_STEPS[0]}-{AUTO_STEPS[1]}, validated every {every} epoch(s)")
+    elif is_auto(params.max_steps):
+        max_steps = choices.data("max_steps", int(params.max_epochs) * per_epoch,
+                                 f"max_epochs {params.max_epochs} x {per_epoch} steps")
+    else:
+        max_steps = choices.config("max_steps", params.max_steps)
+    max_epochs = choices.pick("max_epochs", params.max_epochs,
+                              (-(-max_steps // per_epoch), f"max_steps {max_steps} / {per_epoch} steps per epoch"),
+                              1, "")
+    resolved = dataclasses.replace(params, augment=augment, batch_size=batch, max_steps=max_steps,
+                                   max_epochs=max_epochs)
+    return resolved, choices, every
+
+
+def steps_per_epoch(n_train: int, batch_size: int) -> int:
+    """Optimizer steps per epoch (the last, partial batch is dropped when there is more than one batch)."""
+    return max(1, n_train // batch_size)
+
+
+def validation_interval(per_epoch: int, explicit_epochs: bool) -> int:
+    """Epochs between validation checks: every epoch, or (epochs not set by the user) enough epochs for about
+    VAL_EVERY_STEPS steps, so early stopping's patience means the same on 100 tiles as on 100,000."""
+    return 1 if explicit_epochs else max(1, -(-VAL_EVERY_STEPS // per_epoch))
+
+
 def train_model(store_dir: Path, params: TrainParams, out_dir: Path) -> Path:
     """Train on the tile store at ``store_dir`` and return the path of the best checkpoint (``vae.ckpt``)."""
     out_dir = Path(out_dir)
     ckpt_dir = out_dir / "checkpoints"
     L.seed_everything(params.seed, workers=True)
-    data = TileDataModule(store_dir, params.batch_size, params.val_fraction, params.seed, params.num_workers)
-    store = data.store
+    store = TileStore(store_dir)
+    n_train = len(split_indices(len(store), params.val_fraction, params.seed)[0])
+    params, choices, val_every = resolve_training(params, str(store.meta.get("modality", "")), n_train)
+    per_epoch = steps_per_epoch(n_train, int(params.batch_size))
+    data = TileDataModule(store_dir, int(params.batch_size), params.val_fraction, params.seed, params.num_workers)
     model = build_model(
         params,
         store.tile_size,
@@ -137,7 +201,11 @@ def train_model(store_dir: Path, params: TrainParams, out_dir: Path) -> Path:
         accelerator=params.accelerator,
         devices=params.devices,
         precision=precision,  # type: ignore[arg-type]
-        max_epochs=params.max_epochs,
+        max_epochs=int(params.max_epochs),
+        # a budget of whole epochs is max_epochs' to enforce (a run stopped by max_steps does not resume cleanly)
+        max_steps=-1 if int(params.max_steps) % per_epoch == 0 else int(params.max_steps),
+        min_steps=params.min_steps,
+        check_val_every_n_epoch=val_every,
         max_time=None if params.max_time_s is None else datetime.timedelta(seconds=params.max_time_s),
         gradient_clip_val=params.gradient_clip_val,
         callbacks=[
@@ -152,13 +220,14 @@ def train_model(store_dir: Path, params: TrainParams, out_dir: Path) -> Path:
         log_every_n_steps=1,
     )
     log.info(
-        "training %s (%s) on %d tiles (%d train, %d val) of %s for up to %d epochs%s%s",
+        "training %s (%s) on %d tiles (%d train, %d val) of %s for up to %d steps (%d epochs)%s%s",
         params.model,
         precision,
         len(store),
         len(data.train_indices),
         len(data.val_indices),
         store_dir,
+        params.max_steps,
         params.max_epochs,
         f", resuming from {resume}" if resume else "",
         _distributed_note(trainer),
@@ -183,11 +252,14 @@ def train_model(store_dir: Path, params: TrainParams, out_dir: Path) -> Path:
     write_json(
         {
             "train": to_dict(params),
+            "settings": choices.records,
             "tile_params": store.tile_params,
+            "tile_settings": store.meta.get("settings", {}),
             "store": {"path": str(store_dir), "n_items": len(store), "tile_size": store.tile_size},
             "n_train": len(data.train_indices),
             "n_val": len(data.val_indices),
             "epochs": int(metrics["epoch"].max()) + 1 if len(metrics) else 0,
+            "steps": int(trainer.global_step),
             "precision": precision,
             "monitor": monitor,
             "best_score": best_score,

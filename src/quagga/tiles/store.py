@@ -67,9 +67,11 @@ def write_store(
     dtype: str = "float16",
     extra: Callable[[Path, pd.DataFrame], None] | None = None,
     allow_empty: bool = False,
+    meta: dict[str, Any] | None = None,
 ) -> int:
     """Stream ``items`` into a new store at ``out_dir``; return the number of tiles written.
 
+    ``meta`` adds entries to ``store.json`` (e.g. the settings as requested and how ``auto`` ones were found).
     ``extra(folder, index)`` may add files derived from the index; it runs before the store is moved
     into place, so they appear together with it or not at all. Raises StoreError if no tile at all
     could be made (the skipped reasons are in the message), unless ``allow_empty`` (a shard of a store,
@@ -77,7 +79,7 @@ def write_store(
     """
     out_dir = Path(out_dir)
     return _atomically(out_dir, lambda tmp: _write_into(tmp, out_dir, items, tile_params, modality, dtype, extra,
-                                                        allow_empty))
+                                                        allow_empty, meta or {}))
 
 
 def _atomically(out_dir: Path, fill: Callable[[Path], int]) -> int:
@@ -108,6 +110,7 @@ def _write_into(
     dtype: str,
     extra: Callable[[Path, pd.DataFrame], None] | None,
     allow_empty: bool = False,
+    more_meta: dict[str, Any] | None = None,
 ) -> int:
     """Everything of a store into the folder ``tmp``; returns the number of tiles."""
     index_rows = _IndexWriter(tmp / INDEX_FILE)
@@ -148,6 +151,7 @@ def _write_into(
         "tile_params": tile_params,
         "n_skipped": len(skipped),
         "quagga_version": __version__,
+        **(more_meta or {}),
     }
     (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
     if extra is not None and n > 0:
@@ -349,15 +353,18 @@ class TileStore:
     def __len__(self) -> int:
         return int(self.shape[0])
 
-    def require_params(self, expected: dict[str, Any]) -> None:
-        """Refuse a store whose tiles were made with other parameters than ``expected``."""
-        if self.tile_params != expected:
-            diff = {
-                k: (self.tile_params.get(k), expected.get(k))
-                for k in set(self.tile_params) | set(expected)
-                if self.tile_params.get(k) != expected.get(k)
-            }
-            raise StoreError(f"{self.path}: tiles were made with other parameters (store, expected): {diff}")
+    def require_params(self, expected: dict[str, Any], requested: bool = False) -> None:
+        """Refuse a store whose tiles were made with other parameters than ``expected``.
+
+        ``requested``: compare with the parameters as the config gave them (``auto`` included), not as
+        resolved, so a config whose ``auto`` values are unchanged accepts the store it made.
+        """
+        made = self.meta.get("requested_tile_params", self.tile_params) if requested else self.tile_params
+        if made != expected:
+            diff = {k: (made.get(k), expected.get(k))
+                    for k in set(made) | set(expected) if made.get(k) != expected.get(k)}
+            what = "requested" if requested else "made"
+            raise StoreError(f"{self.path}: tiles were {what} with other parameters (store, expected): {diff}")
 
     def __getstate__(self) -> dict[str, Any]:
         # Dataloader workers re-open the memory map instead of pickling it.
