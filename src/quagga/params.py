@@ -115,6 +115,8 @@ class NormalizeParams:
     fixed_extent_px: int | str = "auto"  # auto: the largest particles (99th percentile) with their margin
     margin: float = 0.1  # context around a box, as a fraction of its longer side
     intensity: str = "auto"  # percentile: per-crop stretch | absorbance: 1 - I / background | auto: by the field
+    gain: float | str = "auto"  # absorbance x gain, so faint stained cells use the range; auto: from the data
+    orient: str = "none"  # none | canonical: major axis along x, mass lower right
     percentile_low: float = 1.0
     percentile_high: float = 99.0
     invert: bool = False  # dark particles on a bright field: invert so particles are bright
@@ -148,7 +150,7 @@ class ImageParams:
     images: str = "data/demo/images/particles"
     labels: str | None = "data/demo/images/particles/labels.csv"  # single: file,label
     boxes: str | None = None  # boxes: image,label,xmin,ymin,xmax,ymax (segment: optional, for labels)
-    channel: str = "luminance"  # luminance | red | green | blue | hematoxylin | eosin
+    channel: str = "auto"  # luminance | red | green | blue | hematoxylin | eosin | rgb | auto
     page: int = 0  # page of a multi-page TIFF
     max_megapixels: float = 100.0  # larger images are refused from their header, before decoding
     single_crop: str = "particle"  # single: tile the located particle | the whole image
@@ -171,6 +173,7 @@ class TrainParams:
     denoise_noise_std: float = 0.0
     denoise_mask_fraction: float = 0.0
     augment: str = "auto"  # none | dihedral (random 90-degree turns and mirror flips) | auto: images dihedral
+    invariance: float | str = "auto"  # weight of the pull between two views' latents; auto: 1 with augment
     learning_rate: float = 1e-3
     batch_size: int | str = "auto"  # auto: 64, smaller for small data sets (enough steps per epoch)
     max_epochs: int | str = "auto"  # auto: as many as max_steps takes

@@ -45,7 +45,7 @@ def test_outputs_and_resume(
 
     info = json.loads((out / "params.json").read_text())
     # 48 training tiles in batches of 16: 3 steps per epoch; augment auto on a non-image store: none
-    assert info["train"] == {**dataclasses.asdict(params), "augment": "none", "max_steps": 6}
+    assert info["train"] == {**dataclasses.asdict(params), "augment": "none", "invariance": 0.0, "max_steps": 6}
     assert info["steps"] == 6
     assert info["settings"]["max_steps"] == {"value": 6, "source": "data", "statistic": "max_epochs 2 x 3 steps"}
     assert info["settings"]["max_epochs"]["source"] == info["settings"]["batch_size"]["source"] == "config"

@@ -13,11 +13,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import ndimage
+from skimage.filters import threshold_otsu
 
 from quagga.images.detect import check_detect, find_particles, match_boxes
-from quagga.images.features import particle_features, particle_mask
-from quagga.images.io import ImageReadError, check_channel, read_pixels, to_gray
-from quagga.images.normalize import Box, CropError, check_normalize, local_background, make_tile
+from quagga.images.features import colour_features, particle_features, particle_mask
+from quagga.images.io import ImageReadError, check_channel, read_pixels, to_channels, to_gray
+from quagga.images.normalize import Box, CropError, check_normalize, context_box, local_background, make_tile
 from quagga.images.particles import (
     COORDINATES,
     PARTICLE_COLUMNS,
@@ -36,6 +38,8 @@ __all__ = ["found_boxes_writer", "iter_image_tiles"]
 SINGLE_CROPS = ("particle", "image")
 INPUTS = ("single", "boxes", "segment")
 FOUND_BOXES_FILE = "found_boxes.csv"
+MIN_REGION_PX = 20  # a candidate particle region smaller than this (or than 2 % of the largest) is a speck
+OPEN_FRACTION = 0.01  # opening radius, as a fraction of the image's shorter side, that separates touching particles
 
 
 def iter_image_tiles(
@@ -130,12 +134,12 @@ def _iter_tiles(
         try:
             if not image:
                 raise ImageReadError("no image named")
-            gray = to_gray(_read_image(path, params), params.channel)
+            image_px, gray = _channels(_read_image(path, params), params.channel)
         except ImageReadError as exc:
             yield from _skip_rows(source, rows, str(exc))
             continue
         for row in rows.itertuples(index=False):
-            yield _particle(gray, row, source, whole_image, locate, params.normalize, first_item)
+            yield _particle(image_px, gray, row, source, whole_image, locate, params.normalize, first_item)
 
 
 def _iter_segmented(
@@ -155,7 +159,7 @@ def _iter_segmented(
         source = _relative(images_dir / image.image, base_dir)
         try:
             pixels = _read_image(images_dir / image.image, params)
-            gray = to_gray(pixels, params.channel)
+            image_px, gray = _channels(pixels, params.channel)
             detect_gray = gray if detect_channel == params.channel else to_gray(pixels, detect_channel)
         except ImageReadError as exc:
             log.warning("%s: %s", source, exc)
@@ -169,7 +173,7 @@ def _iter_segmented(
         labels = _labels_by_overlap(found, truth_by_image.get(image.image), image.label, params.detect.label_min_iou)
         for k, (box, label) in enumerate(zip(found, labels, strict=True), start=1):
             row = SimpleNamespace(label=label, item=f"particle {k}", **box._asdict())
-            yield _particle(gray, row, source, False, False, params.normalize, first_item)
+            yield _particle(image_px, gray, row, source, False, False, params.normalize, first_item)
 
 
 def _labels_by_overlap(
@@ -192,7 +196,14 @@ def _read_image(path: Path, params: ImageParams) -> np.ndarray:
     return read_pixels(path, params.page, params.max_megapixels)
 
 
+def _channels(pixels: np.ndarray, channel: str) -> tuple[np.ndarray, np.ndarray]:
+    """What the tiles show (gray, or [H, W, 3] for rgb) and the gray image shapes are measured in."""
+    image = to_channels(pixels, channel)
+    return image, image if image.ndim == 2 else to_gray(pixels, "luminance")
+
+
 def _particle(
+    image: np.ndarray,
     gray: np.ndarray,
     row: Any,
     source: str,
@@ -203,9 +214,10 @@ def _particle(
 ) -> TileItem | Skipped:
     """Tile, box and features of one table row, or why it was skipped."""
     height, width = gray.shape
+    mask = None
     try:
         if locate:
-            box = particle_box(gray)
+            box, mask = particle_region(image)
         elif whole_image:
             box = Box(0, 0, width, height)
         else:
@@ -213,40 +225,90 @@ def _particle(
         item_id = source if whole_image else f"{source}#{box.xmin},{box.ymin},{box.xmax},{box.ymax}"
         if item_id in first_item:
             raise CropError(f"same particle as {first_item[item_id]}")
-        tile = make_tile(gray, box, p)
+        if p.orient == "canonical" and mask is None:
+            mask = _box_particle_mask(gray, box, p.margin)
+        tile = make_tile(image, box, p, mask)
     except CropError as exc:
         return Skipped(source, row.item, str(exc))
     first_item[item_id] = row.item
-    context = gray[tile.context.ymin : tile.context.ymax, tile.context.xmin : tile.context.xmax]
-    return TileItem(
-        item_id=item_id,
-        tile=tile.image,
-        meta={
-            "source": source,
-            "label": None if pd.isna(row.label) else row.label,
-            **box._asdict(),
-            "orig_width": width,
-            "orig_height": height,
-            "scale": tile.scale,
-            "shrunk": tile.shrunk,
-            **particle_features(context, tile.background),
-        },
-    )
+    ctx = context_box(box, p.margin, gray.shape)
+    context = gray[ctx.ymin : ctx.ymax, ctx.xmin : ctx.xmax]
+    meta = {
+        "source": source,
+        "label": None if pd.isna(row.label) else row.label,
+        **box._asdict(),
+        "orig_width": width,
+        "orig_height": height,
+        "scale": tile.scale,
+        "shrunk": tile.shrunk,
+        **particle_features(context, local_background(context)),
+    }
+    if image.ndim == 3:
+        meta.update(colour_features(image[ctx.ymin : ctx.ymax, ctx.xmin : ctx.xmax], context))
+    if p.orient == "canonical":
+        meta.update({"pose_angle": tile.angle, "pose_flip_x": tile.flipped[0], "pose_flip_y": tile.flipped[1]})
+    return TileItem(item_id=item_id, tile=tile.image, meta=meta)
 
 
-def particle_box(gray: np.ndarray) -> Box:
-    """Tight box of the particle in a single-particle image, so the margin an imager left is not tiled.
+def _disk(radius: int) -> np.ndarray:
+    y, x = np.mgrid[-radius : radius + 1, -radius : radius + 1]
+    return x * x + y * y <= radius * radius
+
+
+def _box_particle_mask(gray: np.ndarray, box: Box, margin: float) -> np.ndarray:
+    """Image-sized mask of the particle in ``box`` (the largest region of its context), to find its pose."""
+    ctx = context_box(box, margin, gray.shape)
+    crop = gray[ctx.ymin : ctx.ymax, ctx.xmin : ctx.xmax]
+    mask = np.zeros(gray.shape, dtype=bool)
+    mask[ctx.ymin : ctx.ymax, ctx.xmin : ctx.xmax] = particle_mask(crop, local_background(crop))
+    inside = np.zeros_like(mask)
+    inside[box.ymin : box.ymax, box.xmin : box.xmax] = True
+    if not (mask & inside).any():
+        raise CropError("no particle stands out from the background of this box (its pose cannot be found)")
+    return mask
+
+
+def particle_box(image: np.ndarray) -> Box:
+    """Tight box of the particle in a single-particle image (see :func:`particle_region`)."""
+    return particle_region(image)[0]
+
+
+def particle_region(image: np.ndarray) -> tuple[Box, np.ndarray]:
+    """Box and mask of the particle a single-particle image shows, so the margin an imager left is not tiled.
 
     Without it, ``fit`` tiles of a small grain with a wide margin show a speck, and the margin (which is
-    the instrument's choice, not the particle's) would set the tile scale.
+    the instrument's choice, not the particle's) would set the tile scale. The image's pixels are scored by
+    how far they stand from the background (its border's median, in colour where the image has colour),
+    Otsu's threshold splits particles from field, and of the regions it leaves the particle is the one the
+    image is centred on and that stands out most (mean distance from the background, weighted by closeness
+    to the centre), not the largest: a white cell among red cells, a pollen grain beside debris.
     """
-    mask = particle_mask(gray, local_background(gray))
-    if not mask.any():
-        height, width = gray.shape
-        raise CropError(f"no particle stands out from the background of this {width}x{height} px image "
-                        "(blank or uniform)")
-    rows, cols = np.nonzero(mask)
-    return Box(int(cols.min()), int(rows.min()), int(cols.max()) + 1, int(rows.max()) + 1)
+    height, width = image.shape[:2]
+    distance = np.abs(image - local_background(image))
+    if distance.ndim == 3:
+        distance = np.sqrt(np.square(distance).sum(axis=-1))
+    blank = CropError(f"no particle stands out from the background of this {width}x{height} px image "
+                      "(blank or uniform)")
+    if distance.max() <= distance.min():
+        raise blank
+    mask = ndimage.binary_fill_holes(distance > threshold_otsu(distance))
+    # cut the thin contacts between touching particles (red cells around a white cell) before labelling
+    radius = max(1, round(OPEN_FRACTION * min(height, width)))
+    mask = ndimage.binary_opening(mask, structure=_disk(radius))
+    regions, n = ndimage.label(mask)
+    if n == 0:
+        raise blank
+    index = np.arange(1, n + 1)
+    area = ndimage.sum_labels(mask, regions, index)
+    strength = ndimage.mean(distance, regions, index)
+    cy, cx = np.array(ndimage.center_of_mass(mask, regions, index)).reshape(-1, 2).T
+    reach = 0.25 * np.hypot(height, width)  # closeness to the centre falls to 1/e at a quarter diagonal
+    closeness = np.exp(-(np.square(cy - (height - 1) / 2) + np.square(cx - (width - 1) / 2)) / reach**2)
+    big_enough = area >= max(MIN_REGION_PX, 0.02 * area.max())
+    score = np.where(big_enough, strength * closeness, -1.0)
+    chosen = regions == index[int(np.argmax(score))]
+    rows, cols = np.nonzero(chosen)
+    return Box(int(cols.min()), int(rows.min()), int(cols.max()) + 1, int(rows.max()) + 1), chosen
 
 
 def _skip_rows(source: str, rows: pd.DataFrame, reason: str) -> Iterator[Skipped]:

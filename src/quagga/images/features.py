@@ -63,6 +63,9 @@ DERIVED = [
     "feat_hu2",
 ]
 FEATURES = [*REGIONPROPS, *DERIVED]
+COLOUR_NAMES = ("red", "green", "blue")
+# colour images (channel rgb): the particle's and its field's level in each channel
+COLOUR_FEATURES = [f"feat_{stat}_{name}" for name in COLOUR_NAMES for stat in ("mean", "std", "contrast")]
 GLCM_LEVELS = 32
 _FERET_ANGLES = np.deg2rad(np.arange(0.0, 180.0, 1.0))
 
@@ -149,4 +152,22 @@ def _texture(crop: np.ndarray, box: tuple[slice, slice]) -> dict[str, float]:
     for prop in ("contrast", "homogeneity", "energy", "correlation"):
         value = graycoprops(glcm, prop)
         out[f"feat_glcm_{prop}"] = float(np.nanmean(value)) if np.isfinite(value).any() else float("nan")
+    return out
+
+
+def colour_features(crop: np.ndarray, gray: np.ndarray) -> dict[str, float]:
+    """Per-channel mean, spread and contrast to the field of the particle in a colour ``crop`` [H, W, 3]
+    (its pixels found in the gray ``gray``): a purple-stained nucleus and a pink red cell differ in hue,
+    not only in brightness. NaN when no particle stands out."""
+    from quagga.images.normalize import local_background  # normalize imports nothing of this module
+
+    mask = particle_mask(gray, float(local_background(gray)))
+    if not mask.any():
+        return dict.fromkeys(COLOUR_FEATURES, float("nan"))
+    field = local_background(crop)
+    out = {}
+    for c, name in enumerate(COLOUR_NAMES):
+        values = crop[..., c][mask].astype(np.float64)
+        out.update({f"feat_mean_{name}": float(values.mean()), f"feat_std_{name}": float(values.std()),
+                    f"feat_contrast_{name}": float(values.mean() - field[c])})
     return out

@@ -1,4 +1,4 @@
-"""Read a microscope image as one float32 gray channel.
+"""Read a microscope image as one float32 gray channel, or as three colour channels (``channel: rgb``).
 
 TIFF goes through tifffile (``page`` of the config picks the plane of a multi-page z-stack or time
 series; single-page files are read as they are); PNG, JPEG and BMP through Pillow with the EXIF orientation
@@ -22,7 +22,8 @@ from skimage.util import img_as_float32
 
 # hematoxylin / eosin: stain densities by colour deconvolution (skimage.color.rgb2hed), for stained
 # slides where a stain, not brightness, tells particles apart (nuclei are hematoxylin-blue).
-CHANNELS = ("luminance", "red", "green", "blue", "hematoxylin", "eosin")
+# rgb: all three colour channels (gray images are repeated in each), for colour tiles.
+CHANNELS = ("luminance", "red", "green", "blue", "hematoxylin", "eosin", "rgb")
 TIFF_SUFFIXES = frozenset({".tif", ".tiff"})
 IMAGE_SUFFIXES = TIFF_SUFFIXES | {".png", ".jpg", ".jpeg", ".bmp"}
 DEFAULT_MAX_MEGAPIXELS = 100.0
@@ -42,38 +43,52 @@ def check_channel(channel: str) -> None:
 def read_image(
     path: str | Path, channel: str = "luminance", page: int = 0, max_megapixels: float = DEFAULT_MAX_MEGAPIXELS
 ) -> np.ndarray:
-    """Return ``path`` as a 2-D float32 gray image, taking ``channel`` of a colour image.
+    """Return ``path`` as a float32 image of ``channel``: 2-D gray, or [H, W, 3] for "rgb".
 
-    ``channel`` is "luminance" (ITU-R 601 weights via rgb2gray), one of "red", "green", "blue", or a
-    stain ("hematoxylin", "eosin"); a gray image is returned as is for every channel. An alpha channel
-    is dropped. ``page`` picks the page of a multi-page TIFF.
+    ``channel`` is "luminance" (ITU-R 601 weights via rgb2gray), one of "red", "green", "blue", a
+    stain ("hematoxylin", "eosin"), or "rgb" (all three); a gray image is returned as is for every single
+    channel. An alpha channel is dropped. ``page`` picks the page of a multi-page TIFF.
     """
     check_channel(channel)
-    return to_gray(read_pixels(Path(path), page, max_megapixels), channel)
+    return to_channels(read_pixels(Path(path), page, max_megapixels), channel)
+
+
+def to_channels(pixels: np.ndarray, channel: str) -> np.ndarray:
+    """Float32 image of ``channel`` from a decoded pixel array: [H, W], or [H, W, 3] for "rgb"."""
+    if channel != "rgb":
+        return to_gray(pixels, channel)
+    image = _checked(_without_alpha(pixels))
+    return np.ascontiguousarray(np.repeat(image[..., None], 3, axis=2) if image.ndim == 2 else image)
 
 
 def to_gray(pixels: np.ndarray, channel: str) -> np.ndarray:
-    """Float32 gray image of a decoded pixel array (gray, gray+alpha, RGB or RGBA)."""
+    """Float32 gray image of a decoded pixel array (gray, gray+alpha, RGB or RGBA); "rgb" gives luminance."""
+    image = _checked(_without_alpha(pixels))
+    return image if image.ndim == 2 else np.ascontiguousarray(_colour_channel(image, channel), dtype=np.float32)
+
+
+def _without_alpha(pixels: np.ndarray) -> np.ndarray:
     if pixels.ndim == 3 and pixels.shape[-1] in (2, 4):
         pixels = pixels[..., :-1]  # alpha says where the image is drawn, not how bright it is
     if pixels.ndim == 3 and pixels.shape[-1] == 1:
         pixels = pixels[..., 0]
-    if pixels.ndim == 2:
-        gray = img_as_float32(pixels)
-    elif pixels.ndim == 3 and pixels.shape[-1] == 3:
-        rgb = img_as_float32(pixels)
-        gray = _colour_channel(rgb, channel)
-    else:
+    if not (pixels.ndim == 2 or (pixels.ndim == 3 and pixels.shape[-1] == 3)):
         raise ImageReadError(f"unsupported image shape {pixels.shape} (expected gray, RGB or RGBA)")
-    if gray.size == 0:
+    return pixels
+
+
+def _checked(pixels: np.ndarray) -> np.ndarray:
+    """Float32 in [0, 1] for integer images (their dtype's range), as stored for float ones; no NaN, not empty."""
+    image = img_as_float32(pixels)
+    if image.size == 0:
         raise ImageReadError("image has no pixels")
-    if not np.all(np.isfinite(gray)):
+    if not np.all(np.isfinite(image)):
         raise ImageReadError("image contains NaN or Inf values")
-    return np.ascontiguousarray(gray, dtype=np.float32)
+    return np.ascontiguousarray(image, dtype=np.float32)
 
 
 def _colour_channel(rgb: np.ndarray, channel: str) -> np.ndarray:
-    if channel == "luminance":
+    if channel in ("luminance", "rgb"):
         return rgb2gray(rgb)
     if channel in ("hematoxylin", "eosin"):
         return rgb2hed(np.clip(rgb, 0, 1))[..., 0 if channel == "hematoxylin" else 1]

@@ -1,28 +1,34 @@
-"""One particle box -> one square tile in [0, 1].
+"""One particle box -> one square tile in [0, 1] (one channel, or three for colour images).
 
 The box is cropped with a context margin and centred on a square canvas filled with the crop's local
-background (median of its border pixels), so the aspect ratio is never stretched and the padding looks
-like the field, not like a black frame. In ``fit`` mode the square is resized to the tile, so every
-particle fills it; in ``fixed`` mode the canvas is ``fixed_extent_px`` source pixels wide, so particle
+background (median of its border pixels, per channel), so the aspect ratio is never stretched and the
+padding looks like the field, not like a black frame. In ``fit`` mode the square is resized to the tile, so
+every particle fills it; in ``fixed`` mode the canvas is ``fixed_extent_px`` source pixels wide, so particle
 size stays visible across tiles (a particle that does not fit is shrunk, and the tile says so).
 Intensities are mapped to [0, 1] in one of two ways. ``percentile`` stretches each crop between two of
 its percentiles (robust to hot pixels, works for any contrast mechanism, but a pale particle comes out
-as dark as an opaque one). ``absorbance`` is for bright-field (transmitted-light) images: each pixel
-becomes ``1 - intensity / local background``, the fraction of light the particle absorbs, so opacity is
-kept and comparable across tiles and uneven illumination cancels; particles come out bright on black.
+as dark as an opaque one; colour channels share the bounds, so hue is kept). ``absorbance`` is for
+bright-field (transmitted-light) images: each pixel becomes ``gain x (1 - intensity / local background)``,
+the fraction of light the particle absorbs (per channel), so opacity is kept and comparable across tiles
+and uneven illumination cancels; particles come out bright on black. ``gain`` (found from the data)
+stretches faint stained cells over the range instead of leaving them near black.
+``orient: canonical`` turns each particle so its major axis lies along x and flips it so its mass sits in
+the lower right: a particle's pose in the field says nothing about what it is.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
-from skimage.transform import resize
+from skimage.transform import resize, rotate
 
 from quagga.params import NormalizeParams
 
 SCALE_MODES = ("fit", "fixed")
+ORIENTATIONS = ("none", "canonical")
 INTENSITY_MODES = ("percentile", "absorbance")
 MIN_SIDE_PX = 2  # a region narrower than this has no shape to learn from
 MIN_CONTEXT_PX = 2  # a tiny box still gets some field around it (for the background and the contrast)
@@ -53,11 +59,13 @@ class CropError(ValueError):
 class Tile:
     """A normalized tile and how it was made."""
 
-    image: np.ndarray  # [tile_size, tile_size] float32 in [0, 1]
+    image: np.ndarray  # [tile_size, tile_size] (one channel) or [C, tile_size, tile_size], float32 in [0, 1]
     scale: float  # tile pixels per source pixel
     shrunk: bool  # fixed mode only: the particle did not fit fixed_extent_px and was shrunk to fit
-    background: float  # local background of the crop, in source intensity
+    background: float | np.ndarray  # local background of the crop, in source intensity (per channel)
     context: Box  # the box with its margin, clipped to the image: the source pixels the tile shows
+    angle: float = 0.0  # orient canonical: degrees the particle was turned (counter-clockwise)
+    flipped: tuple[bool, bool] = (False, False)  # orient canonical: mirrored left-right, top-bottom
 
 
 def check_normalize(p: NormalizeParams) -> None:
@@ -66,51 +74,121 @@ def check_normalize(p: NormalizeParams) -> None:
         raise ValueError(f"normalize.scale_mode: unknown mode {p.scale_mode!r}; allowed: {list(SCALE_MODES)}")
     if p.intensity not in INTENSITY_MODES:
         raise ValueError(f"normalize.intensity: unknown mode {p.intensity!r}; allowed: {list(INTENSITY_MODES)}")
+    if p.orient not in ORIENTATIONS:
+        raise ValueError(f"normalize.orient: unknown mode {p.orient!r}; allowed: {list(ORIENTATIONS)}")
 
 
-def local_background(crop: np.ndarray) -> float:
-    """Median of the crop's border pixels: the field around the particle, whatever its polarity."""
+def local_background(crop: np.ndarray) -> float | np.ndarray:
+    """Median of the crop's border pixels: the field around the particle, whatever its polarity (a float
+    for one channel, one value per channel for colour)."""
     border = np.concatenate([crop[0], crop[-1], crop[1:-1, 0], crop[1:-1, -1]])
-    return float(np.median(border))
+    return float(np.median(border)) if crop.ndim == 2 else np.median(border, axis=0).astype(np.float32)
 
 
-def make_tile(gray: np.ndarray, box: Box, p: NormalizeParams) -> Tile:
-    """Tile of the particle in ``box`` (which must lie inside ``gray``), centred, in [0, 1]."""
-    height, width = gray.shape
-    pad = max(round(p.margin * max(box.width, box.height)), MIN_CONTEXT_PX)
-    context = Box(max(box.xmin - pad, 0), max(box.ymin - pad, 0),
-                  min(box.xmax + pad, width), min(box.ymax + pad, height))
+def make_tile(image: np.ndarray, box: Box, p: NormalizeParams, mask: np.ndarray | None = None) -> Tile:
+    """Tile of the particle in ``box`` (which must lie inside ``image``, [H, W] or [H, W, C]), centred, in [0, 1].
+
+    With ``orient: canonical``, ``mask`` (the particle's pixels, image-sized) gives its pose; without a mask
+    the tile is not turned.
+    """
+    angle, flipped = 0.0, (False, False)
+    if p.orient == "canonical" and mask is not None:
+        image, box, angle, flipped = _canonical(image, box, mask, p.margin)
+    pad = context_pad(box, p.margin)
+    context = context_box(box, p.margin, image.shape)
     if min(context.width, context.height) < MIN_SIDE_PX:
         raise CropError(f"only {context.width}x{context.height} px to tile; "
                         f"at least {MIN_SIDE_PX} px per side are needed")
-    crop = gray[context.ymin : context.ymax, context.xmin : context.xmax]
+    crop = image[context.ymin : context.ymax, context.xmin : context.xmax]
     background = local_background(crop)
     low, high = _intensity_range(crop, background, p)
 
     side = max(box.width, box.height) + 2 * pad
-    shrunk = p.scale_mode == "fixed" and side > p.fixed_extent_px
+    shrunk = p.scale_mode == "fixed" and side > int(p.fixed_extent_px)
     if p.scale_mode == "fixed":
-        side = max(side, p.fixed_extent_px)
+        side = max(side, int(p.fixed_extent_px))
     top, left = (box.ymin + box.ymax - side) // 2, (box.xmin + box.xmax - side) // 2  # box centred
-    canvas = np.full((side, side), background, dtype=np.float32)
+    canvas = np.empty((side, side, *crop.shape[2:]), dtype=np.float32)
+    canvas[...] = background
     canvas[context.ymin - top : context.ymax - top, context.xmin - left : context.xmax - left] = crop
 
     size = p.tile_size
     tile = resize(canvas, (size, size), order=1, mode="edge", anti_aliasing=side > size, preserve_range=True)
-    tile = 1.0 - tile / background if p.intensity == "absorbance" else (tile - low) / (high - low)
+    absorbance = p.intensity == "absorbance"
+    tile = float(p.gain) * (1.0 - tile / background) if absorbance else (tile - low) / (high - low)
     tile = np.clip(tile, 0.0, 1.0)
     if p.invert:
         tile = 1.0 - tile
-    return Tile(image=tile.astype(np.float32), scale=size / side, shrunk=shrunk, background=background,
-                context=context)
+    if tile.ndim == 3:
+        tile = np.moveaxis(tile, -1, 0)  # [C, S, S], as the store keeps it
+    return Tile(image=np.ascontiguousarray(tile, dtype=np.float32), scale=size / side, shrunk=shrunk,
+                background=background, context=context, angle=angle, flipped=flipped)
 
 
-def _intensity_range(crop: np.ndarray, background: float, p: NormalizeParams) -> tuple[float, float]:
-    """Percentile bounds of the crop; min/max when a tiny particle leaves the percentiles equal.
+def context_pad(box: Box, margin: float) -> int:
+    """Pixels of field kept around a box: ``margin`` of its longer side, at least MIN_CONTEXT_PX."""
+    return max(round(margin * max(box.width, box.height)), MIN_CONTEXT_PX)
+
+
+def context_box(box: Box, margin: float, shape: tuple[int, ...]) -> Box:
+    """The box with its margin, clipped to an image of ``shape``: the source pixels its tile shows."""
+    pad = context_pad(box, margin)
+    return Box(max(box.xmin - pad, 0), max(box.ymin - pad, 0), min(box.xmax + pad, shape[1]),
+               min(box.ymax + pad, shape[0]))
+
+
+def major_axis_angle(mask: np.ndarray) -> float:
+    """Degrees, counter-clockwise, that turn the mask's major axis onto the x axis (scikit-image regionprops)."""
+    from skimage.measure import regionprops
+
+    return 90.0 - math.degrees(regionprops(mask.astype(np.uint8))[0].orientation)
+
+
+def _canonical(image: np.ndarray, box: Box, mask: np.ndarray, margin: float
+               ) -> tuple[np.ndarray, Box, float, tuple[bool, bool]]:
+    """The particle turned onto its major axis and flipped so its mass is lower right: a square patch of the
+    image around it (background outside the image) and the particle's box in that patch."""
+    angle = major_axis_angle(mask[box.ymin:box.ymax, box.xmin:box.xmax])
+    cy, cx = (box.ymin + box.ymax) / 2, (box.xmin + box.xmax) / 2
+    half = int(math.ceil(math.hypot(box.width, box.height) / 2 * (1 + 2 * margin))) + MIN_CONTEXT_PX
+    top, left = int(round(cy)) - half, int(round(cx)) - half
+    region = Box(max(left, 0), max(top, 0), min(left + 2 * half, image.shape[1]), min(top + 2 * half, image.shape[0]))
+    crop = image[region.ymin:region.ymax, region.xmin:region.xmax]
+    background = local_background(crop)
+    patch = np.empty((2 * half, 2 * half, *image.shape[2:]), dtype=np.float32)
+    patch[...] = background
+    inside = (slice(region.ymin - top, region.ymax - top), slice(region.xmin - left, region.xmax - left))
+    patch[inside] = crop
+    shape = np.zeros((2 * half, 2 * half), dtype=np.float32)
+    shape[inside] = mask[region.ymin:region.ymax, region.xmin:region.xmax]
+    # turn the deviation from the background, so the corners the turn uncovers are background
+    patch = rotate(patch - background, angle, order=1, mode="constant", cval=0.0, preserve_range=True) + background
+    shape = rotate(shape, angle, order=1, mode="constant", cval=0.0) > 0.5
+    if not shape.any():
+        raise CropError("the particle vanished when turned onto its major axis (a sliver of a few pixels)")
+    contrast = np.abs(patch - background)
+    weight = (contrast.sum(axis=-1) if contrast.ndim == 3 else contrast) * shape
+    rows, cols = np.nonzero(shape)
+    mass_y, mass_x = (np.average(rows, weights=weight[rows, cols]), np.average(cols, weights=weight[rows, cols])) \
+        if weight[rows, cols].sum() > 0 else (rows.mean(), cols.mean())
+    centre_y, centre_x = (rows.min() + rows.max()) / 2, (cols.min() + cols.max()) / 2
+    flip_x, flip_y = bool(mass_x < centre_x), bool(mass_y < centre_y)
+    if flip_x:
+        patch, shape = patch[:, ::-1], shape[:, ::-1]
+    if flip_y:
+        patch, shape = patch[::-1], shape[::-1]
+    rows, cols = np.nonzero(shape)
+    turned = Box(int(cols.min()), int(rows.min()), int(cols.max()) + 1, int(rows.max()) + 1)
+    return np.ascontiguousarray(patch), turned, round(angle, 2), (flip_x, flip_y)
+
+
+def _intensity_range(crop: np.ndarray, background: float | np.ndarray, p: NormalizeParams) -> tuple[float, float]:
+    """Percentile bounds of the crop (all channels together); min/max when a tiny particle leaves the
+    percentiles equal.
 
     Also the check that the crop shows anything: a flat crop, or (absorbance) a black field, is refused.
     """
-    if p.intensity == "absorbance" and background <= 0:
+    if p.intensity == "absorbance" and np.min(background) <= 0:
         raise CropError("local background is black: absorbance needs a bright field "
                         "(use normalize.intensity: percentile for dark-field or fluorescence images)")
     low, high = np.percentile(crop, [p.percentile_low, p.percentile_high])

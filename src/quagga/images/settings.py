@@ -19,13 +19,15 @@ import dataclasses
 import logging
 import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from quagga.images.detect import find_particles
-from quagga.images.io import ImageReadError, read_pixels, to_gray
+from quagga.images.features import particle_mask
+from quagga.images.io import ImageReadError, read_pixels, to_channels, to_gray
 from quagga.images.normalize import Box, CropError, local_background
 from quagga.images.particles import COORDINATES, box_in_image, read_box_table, single_particle_table
 from quagga.params import ImageParams
@@ -39,17 +41,34 @@ MAX_IMAGES = 200  # images decoded to measure particles (evenly spread)
 MAX_CROPS = 400  # particle crops whose intensities are measured
 MIN_PARTICLE_PX = 12  # fixed scale only if the 5th-percentile particle spans this many tile pixels
 BRIGHT_FIELD = 0.6  # the field's median position in the crops' intensity range above this: bright field
-FALLBACK = {"intensity": "percentile", "scale_mode": "fit", "fixed_extent_px": 128}
+COLOUR_SPREAD = 0.02  # channel auto: colour tiles when the particles' hue varies at least this much
+MAX_GAIN = 10.0
+FALLBACK = {"channel": "luminance", "intensity": "percentile", "scale_mode": "fit", "fixed_extent_px": 128}
+
+
+@dataclass(frozen=True)
+class _Crop:
+    """A sampled particle: its image in colour ([H, W, 3]; gray images repeated) and gray, and its box."""
+
+    colour: np.ndarray
+    gray: np.ndarray
+    box: Box
+
+    def context(self, image: np.ndarray) -> np.ndarray:
+        pad = max(self.box.width, self.box.height) // 4 + 2
+        b = self.box
+        return image[max(b.ymin - pad, 0): b.ymax + pad, max(b.xmin - pad, 0): b.xmax + pad]
 
 
 def resolve_image_settings(params: ImageParams, base_dir: Path) -> tuple[ImageParams, Choices]:
-    """``params`` with every ``auto`` normalize value found from the images, and how each was chosen."""
+    """``params`` with every ``auto`` value found from the images, and how each was chosen."""
     base_dir = Path(os.path.abspath(base_dir))
     images_dir = Path(os.path.normpath(base_dir / params.images))
     crops = _sample_crops(params, base_dir, images_dir)
     choices = Choices()
     p = params.normalize
     few = f"only {len(crops)} particles could be measured (fewer than {MIN_ITEMS})"
+    channel = choices.pick("channel", params.channel, _channel(crops), FALLBACK["channel"], few)
     intensity = choices.pick("normalize.intensity", p.intensity, _intensity(crops), FALLBACK["intensity"], few)
     sides = _sides(params, base_dir, crops)
     scale = _scale(sides, p.margin, p.tile_size)
@@ -57,12 +76,14 @@ def resolve_image_settings(params: ImageParams, base_dir: Path) -> tuple[ImagePa
                         FALLBACK["scale_mode"], few)
     extent = choices.pick("normalize.fixed_extent_px", p.fixed_extent_px, None if scale is None else scale[1],
                           FALLBACK["fixed_extent_px"], few)
-    normalize = dataclasses.replace(p, intensity=intensity, scale_mode=mode, fixed_extent_px=extent)
-    return dataclasses.replace(params, normalize=normalize), choices
+    gain = choices.pick("normalize.gain", p.gain, _gain(crops, channel) if intensity == "absorbance" else
+                        (1.0, "intensity percentile: no absorbance to stretch"), 1.0, few)
+    normalize = dataclasses.replace(p, intensity=intensity, scale_mode=mode, fixed_extent_px=extent, gain=gain)
+    return dataclasses.replace(params, channel=channel, normalize=normalize), choices
 
 
-def _sample_crops(params: ImageParams, base_dir: Path, images_dir: Path) -> list[tuple[np.ndarray, Box]]:
-    """(grey image, particle box) of up to MAX_CROPS particles from up to MAX_IMAGES images, evenly chosen."""
+def _sample_crops(params: ImageParams, base_dir: Path, images_dir: Path) -> list[_Crop]:
+    """Up to MAX_CROPS particles from up to MAX_IMAGES images, evenly chosen."""
     if params.input == "boxes" and params.boxes is not None:
         table, _ = read_box_table(Path(os.path.normpath(base_dir / params.boxes)))
     else:
@@ -71,28 +92,31 @@ def _sample_crops(params: ImageParams, base_dir: Path, images_dir: Path) -> list
     names = list(pd.unique(table["image"]))
     picked = set(_evenly(names, MAX_IMAGES))
     per_image = max(1, math.ceil(MAX_CROPS / max(len(picked), 1)))
-    crops: list[tuple[np.ndarray, Box]] = []
+    crops: list[_Crop] = []
+    gray_channel = "luminance" if params.channel in ("auto", "rgb") else params.channel
     for image, rows in table[table["image"].isin(picked)].groupby("image", sort=False):
         try:
-            gray = to_gray(read_pixels(images_dir / str(image), params.page, params.max_megapixels), params.channel)
+            pixels = read_pixels(images_dir / str(image), params.page, params.max_megapixels)
+            colour, gray = to_channels(pixels, "rgb"), to_gray(pixels, gray_channel)
         except (ImageReadError, OSError):
             continue
-        for box in _evenly(_boxes(gray, rows, params), per_image):
-            crops.append((gray, box))
+        located = colour if params.channel in ("auto", "rgb") else gray
+        for box in _evenly(_boxes(located, gray, rows, params), per_image):
+            crops.append(_Crop(colour, gray, box))
     return crops
 
 
-def _sides(params: ImageParams, base_dir: Path, crops: list[tuple[np.ndarray, Box]]) -> np.ndarray:
+def _sides(params: ImageParams, base_dir: Path, crops: list[_Crop]) -> np.ndarray:
     """Particle sizes (longer box side, px): every row of a box table, else the measured crops."""
     if params.input == "boxes" and params.boxes is not None:
         table, _ = read_box_table(Path(os.path.normpath(base_dir / params.boxes)))
         sides = np.maximum(table["xmax"] - table["xmin"], table["ymax"] - table["ymin"]).to_numpy(float)
         return sides[np.isfinite(sides) & (sides > 0)]
-    return np.array([max(box.width, box.height) for _, box in crops], dtype=float)
+    return np.array([max(c.box.width, c.box.height) for c in crops], dtype=float)
 
 
-def _boxes(gray: np.ndarray, rows: pd.DataFrame, params: ImageParams) -> list[Box]:
-    """The particle boxes of one image, as the tiler will find them."""
+def _boxes(located: np.ndarray, gray: np.ndarray, rows: pd.DataFrame, params: ImageParams) -> list[Box]:
+    """The particle boxes of one image, as the tiler will find them (single particles in ``located``)."""
     from quagga.images import particle_box  # the tiler's own particle finder
 
     height, width = gray.shape
@@ -102,7 +126,7 @@ def _boxes(gray: np.ndarray, rows: pd.DataFrame, params: ImageParams) -> list[Bo
         if params.single_crop == "image":
             return [Box(0, 0, width, height)]
         try:
-            return [particle_box(gray)]
+            return [particle_box(located)]
         except CropError:
             return []
     boxes = []
@@ -120,14 +144,52 @@ def _evenly(items: list, n: int) -> list:
     return [items[i] for i in np.linspace(0, len(items) - 1, n).round().astype(int)]
 
 
-def _intensity(crops: list[tuple[np.ndarray, Box]]) -> tuple[str, str] | None:
+def _channel(crops: list[_Crop]) -> tuple[str, str] | None:
+    """Colour tiles (rgb) when the particles' colour, not only their darkness, varies from one to the next."""
+    if len(crops) < MIN_ITEMS:
+        return None
+    hues = []
+    for crop in crops:
+        gray, colour = crop.context(crop.gray), crop.context(crop.colour)
+        mask = particle_mask(gray, float(local_background(gray)))
+        field = local_background(colour)
+        if mask.any() and np.min(field) > 0:
+            absorbed = 1.0 - colour[mask].mean(axis=0) / field  # per channel: light the particle takes
+            hues.append(absorbed - absorbed.mean())  # what is left when darkness is taken out: its colour
+    if len(hues) < MIN_ITEMS:
+        return None
+    spread = float(np.sqrt(np.var(np.asarray(hues), axis=0).sum()))
+    how = (f"the particles' colour (absorbance per channel minus its mean) varies by {spread:.3f} between "
+           f"{len(hues)} particles")
+    if spread >= COLOUR_SPREAD:
+        return "rgb", f"{how} (>= {COLOUR_SPREAD}): colour tiles"
+    return "luminance", f"{how} (< {COLOUR_SPREAD}): one gray channel"
+
+
+def _gain(crops: list[_Crop], channel: str) -> tuple[float, str] | None:
+    """Absorbance gain: the brightest particles' absorbance (99.5th percentile) is stretched to 1."""
+    values = []
+    for crop in crops:
+        image = crop.context(crop.colour if channel == "rgb" else crop.gray)
+        field = local_background(image)
+        if np.min(field) > 0:
+            absorbed = np.clip(1.0 - image / field, 0.0, 1.0)
+            values.append(absorbed.max(axis=-1).ravel() if absorbed.ndim == 3 else absorbed.ravel())
+    if len(values) < MIN_ITEMS:
+        return None
+    top = float(np.percentile(np.concatenate(values), 99.5))
+    gain = float(np.clip(round(1.0 / max(top, 1e-6), 2), 1.0, MAX_GAIN))
+    return gain, (f"1 / the 99.5th percentile of the absorbance around {len(values)} particles ({top:.3f}), "
+                  f"within 1-{MAX_GAIN:g}")
+
+
+def _intensity(crops: list[_Crop]) -> tuple[str, str] | None:
     """Bright field (absorbance) when the field around the particles is the bright end of their crops."""
     if len(crops) < MIN_ITEMS:
         return None
     positions = []
-    for gray, box in crops:
-        pad = max(box.width, box.height) // 4 + 2
-        crop = gray[max(box.ymin - pad, 0): box.ymax + pad, max(box.xmin - pad, 0): box.xmax + pad]
+    for c in crops:
+        crop = c.context(c.gray)
         low, high = np.percentile(crop, [1, 99])
         if high > low:
             positions.append((local_background(crop) - low) / (high - low))

@@ -57,9 +57,10 @@ def encode_store(
         store.require_params(hparams["tile_params"])
     except StoreError as err:
         raise StoreError(f"cannot encode with {checkpoint}, trained on other tiles: {err}") from err
-    if store.tile_size != hparams["tile_size"]:
+    if store.tile_size != hparams["tile_size"] or store.channels != hparams.get("channels", 1):
         raise StoreError(
-            f"{store_dir}: tiles are {store.tile_size} px, {checkpoint} expects {hparams['tile_size']}"
+            f"{store_dir}: tiles are {store.channels} x {store.tile_size} px, {checkpoint} expects "
+            f"{hparams.get('channels', 1)} x {hparams['tile_size']}"
         )
 
     n, d = len(store), hparams["latent_dim"]
@@ -107,9 +108,10 @@ def write_examples(
 ) -> None:
     """Examples for the report, as an .npz written atomically.
 
-    Arrays: ``item_id`` [n] (str), ``input``/``recon``/``prior_samples`` [n, S, S], ``interpolation``
-    [8, S, S] between the first two examples (``interpolation_ends``), ``held_out`` (scalar bool: the
-    examples were drawn from ``candidates``, the validation rows, rather than from every tile). The
+    Arrays: ``item_id`` [n] (str), ``input``/``recon``/``prior_samples`` [n, S, S] (one channel) or
+    [n, C, S, S] (colour), ``interpolation`` [8, ...] between the first two examples
+    (``interpolation_ends``), ``held_out`` (scalar bool: the examples were drawn from ``candidates``, the
+    validation rows, rather than from every tile). The
     plain autoencoder has no prior, so its samples come from a diagonal Gaussian fitted to ``latents``
     instead of N(0, I).
     """
@@ -124,14 +126,17 @@ def write_examples(
         z = z * torch.from_numpy(latents.std(axis=0)) + torch.from_numpy(latents.mean(axis=0))
     t = torch.linspace(0.0, 1.0, N_INTERPOLATION).unsqueeze(1)
     a, b = torch.from_numpy(latents[ends])
+    def image(x: torch.Tensor) -> torch.Tensor:  # one channel: [n, S, S], as the report's grey tiles
+        return x[:, 0] if x.shape[1] == 1 else x
+
     with torch.inference_mode():
         inputs = torch.from_numpy(np.asarray(store.tiles[idx], dtype=np.float32)).to(device)
         arrays = {
             "item_id": store.index["item_id"].to_numpy()[idx].astype(str),
-            "input": inputs[:, 0],
-            "recon": model(inputs)[:, 0],
-            "prior_samples": model.decode(z.to(device))[:, 0],
-            "interpolation": model.decode(((1 - t) * a + t * b).to(device))[:, 0],
+            "input": image(inputs),
+            "recon": image(model(inputs)),
+            "prior_samples": image(model.decode(z.to(device))),
+            "interpolation": image(model.decode(((1 - t) * a + t * b).to(device))),
             "interpolation_ends": store.index["item_id"].to_numpy()[ends].astype(str),
             "held_out": np.array(candidates is not None),
         }

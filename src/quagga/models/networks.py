@@ -1,8 +1,9 @@
 """Convolutional encoder and decoder whose shapes follow from tile size, depth and channel width.
 
 Built for CPU throughput: every convolution is strided (no pooling), so nothing runs at full tile
-resolution but the single-channel input and output; channels double per stage so the cost per stage
-stays flat; BatchNorm sits only between hidden layers; a small linear bottleneck links the two halves.
+resolution but the input and output (1 channel, or 3 for colour: only the first and last layers grow);
+channels double per stage so the cost per stage stays flat; BatchNorm sits only between hidden layers; a
+small linear bottleneck links the two halves.
 """
 
 from __future__ import annotations
@@ -32,14 +33,15 @@ def _block(conv: nn.Module, channels: int, norm: bool) -> list[nn.Module]:
 
 
 class Encoder(nn.Module):
-    """Tile ``[B, 1, S, S]`` -> posterior mean and log-variance (``None`` for a plain autoencoder)."""
+    """Tile ``[B, C, S, S]`` -> posterior mean and log-variance (``None`` for a plain autoencoder)."""
 
-    def __init__(self, tile_size: int, latent_dim: int, base_channels: int, depth: int, variational: bool):
+    def __init__(self, tile_size: int, latent_dim: int, base_channels: int, depth: int, variational: bool,
+                 in_channels: int = 1):
         super().__init__()
         side = bottleneck_size(tile_size, depth)
         channels = stage_channels(base_channels, depth)
         layers: list[nn.Module] = []
-        prev = 1
+        prev = in_channels
         for i, ch in enumerate(channels):
             # The first stage reads raw pixels: no norm there, it would only cost a full pass.
             layers += _block(nn.Conv2d(prev, ch, 3, stride=2, padding=1, bias=i == 0), ch, norm=i > 0)
@@ -58,12 +60,12 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    """Latent ``[B, D]`` -> reconstruction logits ``[B, 1, S, S]`` (sigmoid gives the tile in [0, 1]).
+    """Latent ``[B, D]`` -> reconstruction logits ``[B, C, S, S]`` (sigmoid gives the tile in [0, 1]).
 
     Logits, not pixels, come out so that the BCE loss can use its numerically stable fused form.
     """
 
-    def __init__(self, tile_size: int, latent_dim: int, base_channels: int, depth: int):
+    def __init__(self, tile_size: int, latent_dim: int, base_channels: int, depth: int, out_channels: int = 1):
         super().__init__()
         side = bottleneck_size(tile_size, depth)
         channels = stage_channels(base_channels, depth)
@@ -74,7 +76,7 @@ class Decoder(nn.Module):
             layers += _block(
                 nn.ConvTranspose2d(cin, cout, 4, stride=2, padding=1, bias=False), cout, norm=True
             )
-        layers.append(nn.ConvTranspose2d(channels[0], 1, 4, stride=2, padding=1))
+        layers.append(nn.ConvTranspose2d(channels[0], out_channels, 4, stride=2, padding=1))
         self.upsample = nn.Sequential(*layers)
 
     def forward(self, z: Tensor) -> Tensor:

@@ -57,6 +57,7 @@ METRIC_COLUMNS = {
     "val_recon": "val_recon",
     "val_kl": "val_kl",
     "kl_weight": "kl_weight",
+    "train_inv": "inv",
 }
 # Lightning warnings that do not apply here: memory-mapped tiles load fast without workers, the
 # checkpoint folder is ours to reuse when resuming, and a deprecation inside Lightning itself.
@@ -73,10 +74,12 @@ def build_model(
     tile_size: int,
     tile_params: dict[str, Any] | None = None,
     val_split: dict[str, Any] | None = None,
+    channels: int = 1,
 ) -> TileAutoencoder:
-    """The autoencoder a training recipe describes, for tiles of ``tile_size``."""
+    """The autoencoder a training recipe describes, for tiles of ``tile_size`` with ``channels`` channels."""
     return TileAutoencoder(
         tile_size=tile_size,
+        channels=channels,
         latent_dim=params.latent_dim,
         base_channels=params.base_channels,
         depth=params.depth,
@@ -88,6 +91,7 @@ def build_model(
         denoise_noise_std=params.denoise_noise_std,
         denoise_mask_fraction=params.denoise_mask_fraction,
         augment=params.augment,
+        invariance=float(params.invariance),
         tile_params=tile_params,
         val_split=val_split,
     )
@@ -130,6 +134,9 @@ def resolve_training(params: TrainParams, modality: str, n_train: int) -> tuple[
     else:
         dihedral = ("none", f"{modality}: the tile's axes have meanings (time, frequency)")
     augment = choices.pick("augment", params.augment, dihedral, "none", "")
+    pull = (1.0, "images: a particle's latent should not depend on its pose") if augment != "none" else \
+        (0.0, "no augmentation, no poses to be invariant to")
+    invariance = choices.pick("invariance", params.invariance, pull, 0.0, "")
     if n_train >= SMALL_SET:
         size = (64, f"{n_train} training tiles")
     else:
@@ -151,8 +158,8 @@ def resolve_training(params: TrainParams, modality: str, n_train: int) -> tuple[
     max_epochs = choices.pick("max_epochs", params.max_epochs,
                               (-(-max_steps // per_epoch), f"max_steps {max_steps} / {per_epoch} steps per epoch"),
                               1, "")
-    resolved = dataclasses.replace(params, augment=augment, batch_size=batch, max_steps=max_steps,
-                                   max_epochs=max_epochs)
+    resolved = dataclasses.replace(params, augment=augment, invariance=invariance, batch_size=batch,
+                                   max_steps=max_steps, max_epochs=max_epochs)
     return resolved, choices, every
 
 
@@ -182,6 +189,7 @@ def train_model(store_dir: Path, params: TrainParams, out_dir: Path) -> Path:
         store.tile_size,
         tile_params=store.tile_params,
         val_split={"n_items": len(store), "val_fraction": params.val_fraction, "seed": params.seed},
+        channels=store.channels,
     )
     # Under DDP every rank runs this function (one process per device, started by `srun` or torchrun);
     # only rank 0 clears stale state and writes the outputs, the others decide the same resume read-only.

@@ -20,12 +20,20 @@ AUGMENTATIONS = ("none", "dihedral")
 LOGVAR_LIMIT = 10.0  # |log-variance| bound: exp() can neither overflow nor collapse to exactly zero
 
 
+def view_distance(mean: Tensor) -> Tensor:
+    """Half the squared distance between the posterior means of two views (first half vs second half of the
+    batch), averaged over pairs. Measured in the prior's units, not the posterior's: scaled by the posterior
+    variance, the pull could be met by blurring the posteriors instead of moving the means together."""
+    n = len(mean) // 2
+    return 0.5 * (mean[:n] - mean[n : 2 * n]).square().sum(dim=1).mean()
+
+
 class NonFiniteLossError(FloatingPointError):
     """The training objective became NaN or infinite."""
 
 
 class TileAutoencoder(L.LightningModule):
-    """Convolutional (variational) autoencoder of ``[B, 1, S, S]`` tiles in [0, 1].
+    """Convolutional (variational) autoencoder of ``[B, C, S, S]`` tiles in [0, 1] (C from the store).
 
     ``tile_params`` are the parameters that made the training tiles; they ride along in the checkpoint
     so that encoding refuses tiles made differently. ``val_split`` (``n_items``, ``val_fraction``,
@@ -49,6 +57,8 @@ class TileAutoencoder(L.LightningModule):
         augment: str = "none",
         tile_params: dict[str, Any] | None = None,
         val_split: dict[str, Any] | None = None,
+        channels: int = 1,
+        invariance: float = 0.0,
     ):
         super().__init__()
         if model not in MODELS:
@@ -57,6 +67,8 @@ class TileAutoencoder(L.LightningModule):
             raise ValueError(f"recon_loss must be one of {RECON_LOSSES}, got {recon_loss!r}")
         if augment not in AUGMENTATIONS:
             raise ValueError(f"augment must be one of {AUGMENTATIONS}, got {augment!r}")
+        if invariance > 0 and augment == "none":
+            raise ValueError("invariance needs augment (the poses the latents should not depend on); got 'none'")
         if beta < 0 or denoise_noise_std < 0 or not 0 <= denoise_mask_fraction < 1:
             raise ValueError(
                 "need beta >= 0, denoise_noise_std >= 0 and 0 <= denoise_mask_fraction < 1; got "
@@ -65,8 +77,9 @@ class TileAutoencoder(L.LightningModule):
             )
         self.save_hyperparameters()
         self.variational = model == "vae"
-        self.encoder = Encoder(tile_size, latent_dim, base_channels, depth, variational=self.variational)
-        self.decoder = Decoder(tile_size, latent_dim, base_channels, depth)
+        self.encoder = Encoder(tile_size, latent_dim, base_channels, depth, variational=self.variational,
+                               in_channels=channels)
+        self.decoder = Decoder(tile_size, latent_dim, base_channels, depth, out_channels=channels)
         self.to(memory_format=torch.channels_last)
 
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
@@ -121,19 +134,47 @@ class TileAutoencoder(L.LightningModule):
                 out[chosen] = torch.rot90(x[chosen], k, dims=(-2, -1))
         return out
 
+    def jitter(self, x: Tensor) -> Tensor:
+        """A second look at each tile: a random dihedral pose, then a small turn (up to 20 degrees), scale
+        (0.9-1.1) and brightness (0.9-1.1), the differences between two views of one particle that say
+        nothing about what it is. Edges are extended, not blackened, so a percentile tile keeps its field."""
+        x = self.augment(x)
+        n = len(x)
+        angle = (torch.rand(n, device=x.device) * 2 - 1) * (torch.pi / 9)
+        scale = 1.0 + (torch.rand(n, device=x.device) * 2 - 1) * 0.1
+        cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+        zero = torch.zeros_like(cos)
+        theta = torch.stack([torch.stack([cos, -sin, zero], 1), torch.stack([sin, cos, zero], 1)], 1)
+        grid = torch.nn.functional.affine_grid(theta, list(x.shape), align_corners=False)
+        x = torch.nn.functional.grid_sample(x, grid.to(x.dtype), mode="bilinear", padding_mode="border",
+                                            align_corners=False)
+        gain = 1.0 + (torch.rand(n, 1, 1, 1, device=x.device) * 2 - 1) * 0.1
+        return (x * gain).clamp(0.0, 1.0)
+
     def loss_terms(self, x: Tensor, stage: str) -> dict[str, Tensor]:
         """Named loss terms of a batch; augmentation and corruption (denoising) only while training.
 
         The target is the augmented tile before corruption: the model learns to undo the noise, never
-        the pose.
+        the pose. With ``invariance`` > 0, half the batch is seen twice (two random views, see ``jitter``,
+        as many tiles through the network as without it) and ``invariance`` x the distance between the
+        two views' posterior means is added (the ``inv`` term), so a particle's latent depends less on its
+        pose, while reconstruction and prior keep samples, interpolation and anomaly scores working.
         """
-        if stage == "train":
+        pairs = stage == "train" and self.hparams["invariance"] > 0 and len(x) >= 2
+        if pairs:
+            half = x[: len(x) // 2]
+            x = torch.cat([self.augment(half), self.jitter(half)])
+        elif stage == "train":
             x = self.augment(x)
         inputs = self.corrupt(x) if stage == "train" else x
         mean, logvar = self.encode(inputs)
         z = mean if logvar is None else mean + torch.randn_like(mean) * (0.5 * logvar).exp()
         logits = self.decoder(z)
-        return autoencoder_terms(logits, x, mean, logvar, self.kl_weight(stage), self.hparams["recon_loss"])
+        terms = autoencoder_terms(logits, x, mean, logvar, self.kl_weight(stage), self.hparams["recon_loss"])
+        if pairs:
+            terms["inv"] = view_distance(mean)
+            terms["loss"] = terms["loss"] + self.hparams["invariance"] * terms["inv"]
+        return terms
 
     def _step(self, batch: Tensor, stage: str) -> Tensor:
         terms = self.loss_terms(batch, stage)

@@ -1,7 +1,8 @@
 """The tile store: one format for every modality.
 
 A store is a folder holding
-  tiles.bin     raw ``[N, 1, S, S]`` array (float16 or float32, values in [0, 1]), read memory-mapped
+  tiles.bin     raw ``[N, C, S, S]`` array (float16 or float32, values in [0, 1]; C = 1 grey, 3 colour), read
+                memory-mapped
   index.parquet one row per tile, in tile order, keyed by a stable ``item_id``
   store.json    shape, dtype, the parameters that made the tiles, versions
   skipped.csv   inputs that could not be tiled: source, item, reason
@@ -46,7 +47,7 @@ class TileItem:
     """One tile and its index row (``meta``: source, label, onset/offset or box, features...)."""
 
     item_id: str
-    tile: np.ndarray  # [S, S] float in [0, 1]
+    tile: np.ndarray  # [S, S] (one channel) or [C, S, S], float in [0, 1]
     meta: dict[str, Any] = field(default_factory=dict)
 
 
@@ -116,7 +117,7 @@ def _write_into(
     index_rows = _IndexWriter(tmp / INDEX_FILE)
     skipped: list[Skipped] = []
     seen: set[int] = set()  # 64-bit digests of the item ids: a third of the memory of the ids themselves
-    size: int | None = None
+    shape: tuple[int, ...] | None = None  # (C, S, S) of the first tile; every tile must match it
     with open(tmp / TILES_FILE, "wb") as fh:
         for item in items:
             if isinstance(item, Skipped):
@@ -124,12 +125,15 @@ def _write_into(
                 skipped.append(item)
                 continue
             tile = np.asarray(item.tile)
-            if tile.ndim != 2 or tile.shape[0] != tile.shape[1]:
-                raise StoreError(f"tile {item.item_id}: expected a square 2-D array, got {tile.shape}")
-            if size is None:
-                size = tile.shape[0]
-            elif tile.shape[0] != size:
-                raise StoreError(f"tile {item.item_id}: size {tile.shape[0]} differs from {size}")
+            tile = tile[None] if tile.ndim == 2 else tile
+            if tile.ndim != 3 or tile.shape[1] != tile.shape[2]:
+                raise StoreError(f"tile {item.item_id}: expected a square [S, S] or [C, S, S] array, got "
+                                 f"{np.shape(item.tile)}")
+            if shape is None:
+                shape = tile.shape
+            elif tile.shape != shape:
+                raise StoreError(f"tile {item.item_id}: shape {tile.shape} (channels, size, size) differs from "
+                                 f"{shape}")
             if not np.all(np.isfinite(tile)) or tile.min() < 0 or tile.max() > 1:
                 raise StoreError(f"tile {item.item_id}: values must be finite and in [0, 1]")
             digest = int.from_bytes(hashlib.blake2b(item.item_id.encode(), digest_size=8).digest(), "big")
@@ -145,7 +149,7 @@ def _write_into(
         reasons = "; ".join(f"{s.source}: {s.reason}" for s in skipped[:10]) or "no inputs found"
         raise StoreError(f"no usable items for {out_dir}: {reasons}")
     meta = {
-        "shape": [n, 1, size or 0, size or 0],
+        "shape": [n, *(shape or (1, 0, 0))],
         "dtype": dtype,
         "modality": modality,
         "tile_params": tile_params,
@@ -327,7 +331,7 @@ class TileStore:
 
     @property
     def tiles(self) -> np.memmap:
-        """``[N, 1, S, S]`` read-only memory map (opened lazily, so each worker opens its own)."""
+        """``[N, C, S, S]`` read-only memory map (opened lazily, so each worker opens its own)."""
         if self._tiles is None:
             self._tiles = np.memmap(self.path / TILES_FILE, dtype=self.dtype, mode="r", shape=self.shape)
         return self._tiles
@@ -345,6 +349,11 @@ class TileStore:
     @property
     def tile_size(self) -> int:
         return int(self.shape[-1])
+
+    @property
+    def channels(self) -> int:
+        """Channels per tile: 1 (grey, spectrogram) or 3 (colour)."""
+        return int(self.shape[1])
 
     @property
     def skipped(self) -> pd.DataFrame:
