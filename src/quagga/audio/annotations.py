@@ -47,8 +47,6 @@ log = logging.getLogger(__name__)
 
 COLUMNS = ["file", "onset_s", "offset_s", "label", "row"]
 FORMATS = ("csv", "raven", "audacity", "notmat", "textgrid")
-# what quagga reads, plus evsonganaly's .cbin (named by .not.mat files; reported unreadable downstream)
-AUDIO_SUFFIXES = (*io.AUDIO_SUFFIXES, ".cbin")
 
 _RAVEN_TIMES = ("Begin Time (s)", "End Time (s)")
 _RAVEN_FREQS = ("Low Freq (Hz)", "High Freq (Hz)")  # crowsetta's raven format needs them too
@@ -80,13 +78,13 @@ class _Source:
     def recording(self, stem: str) -> str:
         """The recording a per-recording file annotates: a sibling ``stem.<audio suffix>``, else ``stem.wav``."""
         parent = self.path.parent
-        if Path(stem).suffix.lower() in AUDIO_SUFFIXES:
+        if Path(stem).suffix.lower() in io.AUDIO_SUFFIXES:
             name = stem
         else:
             if parent not in self.listings:
                 self.listings[parent] = sorted(p.name for p in parent.iterdir() if p.is_file())
             found = {n[len(stem):].lower(): n for n in self.listings[parent] if n.startswith(stem)}
-            name = next((found[s] for s in AUDIO_SUFFIXES if s in found), f"{stem}.wav")
+            name = next((found[s] for s in io.AUDIO_SUFFIXES if s in found), f"{stem}.wav")
         return (parent / name).relative_to(self.folder).as_posix()
 
 

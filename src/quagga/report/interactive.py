@@ -44,6 +44,7 @@ from matplotlib.colors import to_hex
 from PIL import Image
 from scipy.signal import resample_poly
 
+from quagga.audio.io import AudioInfo, audio_info, read_block
 from quagga.images.io import ImageReadError, read_pixels
 
 log = logging.getLogger(__name__)
@@ -154,19 +155,17 @@ def image_crops(items: pd.DataFrame, source_root: Path) -> tuple[list[str], list
 
 def audio_clip_uri(path: Path, onset_s: float, offset_s: float) -> str:
     """The call with ``CLIP_CONTEXT_S`` around it, mixed to mono, as an Ogg Opus data URI."""
-    with sf.SoundFile(path) as recording:
-        return _clip_uri(recording, onset_s, offset_s)
+    return _clip_uri(audio_info(path), onset_s, offset_s)
 
 
-def _clip_uri(recording: sf.SoundFile, onset_s: float, offset_s: float) -> str:
-    """:func:`audio_clip_uri` on an open recording: reads only the frames it needs, so hour-long
-    recordings are never loaded whole, and one open file serves all of its calls."""
-    rate = recording.samplerate
-    start = max(0, int((onset_s - CLIP_CONTEXT_S) * rate))
-    stop = min(recording.frames, int(min(offset_s + CLIP_CONTEXT_S, onset_s + CLIP_MAX_S) * rate))
-    recording.seek(start)
-    samples = recording.read(max(stop - start, 1), dtype="float32", always_2d=True)
-    mono = samples.mean(axis=1)
+def _clip_uri(recording: AudioInfo, onset_s: float, offset_s: float) -> str:
+    """:func:`audio_clip_uri` of a recording whose header is read: reads only the frames it needs (any
+    format quagga tiles, EvTAF .cbin included), so hour-long recordings are never loaded whole."""
+    stop_s = min(offset_s + CLIP_CONTEXT_S, onset_s + CLIP_MAX_S)
+    block = read_block(recording, onset_s - CLIP_CONTEXT_S, stop_s, recording.sample_rate)
+    mono, rate = block.samples, recording.sample_rate
+    if not len(mono):
+        mono = np.zeros(1, np.float32)
     if rate != CLIP_RATE:
         common = math.gcd(rate, CLIP_RATE)
         mono = resample_poly(mono, CLIP_RATE // common, rate // common)
@@ -228,7 +227,7 @@ def strip_opus_tags_padding(ogg: bytes) -> bytes:
 def audio_clips(items: pd.DataFrame, source_root: Path) -> tuple[list[str], list[str]]:
     """Clip URIs for ``items`` (columns source, onset_s, offset_s) and the problems met, one per file.
 
-    Each recording is opened once. One that cannot be read gives empty clips for its calls and one
+    Each recording's header is read once. One that cannot be read gives empty clips for its calls and one
     problem line; the map is still drawn.
     """
     clips = [""] * len(items)
@@ -237,9 +236,9 @@ def audio_clips(items: pd.DataFrame, source_root: Path) -> tuple[list[str], list
     for source, rows in items.groupby("source", sort=False).indices.items():
         path = source_root / str(source)
         try:
-            with sf.SoundFile(path) as recording:
-                for i in rows:
-                    clips[i] = _clip_uri(recording, onsets[i], offsets[i])
+            recording = audio_info(path)
+            for i in rows:
+                clips[i] = _clip_uri(recording, onsets[i], offsets[i])
         except (OSError, RuntimeError, ValueError, sf.LibsndfileError) as exc:
             problems.append(f"{source}: no sound clips ({exc})")
             log.warning("%s: no sound clips (%s)", path, exc)
