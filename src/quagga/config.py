@@ -119,7 +119,8 @@ def input_paths(config: dict[str, Any], dataset: str, base_dir: str | Path = "."
 
 
 def check_inputs(config: dict[str, Any], base_dir: str | Path = ".") -> None:
-    """Stop at start, naming key, value and resolved path, when an input of a dataset to run is missing.
+    """Stop at start, naming key, value and resolved path, when an input of a dataset to run is missing,
+    and when its annotation tables lack the label column (naming the columns they have).
 
     Paths inside ``demo_data`` are skipped: the demo_data rule makes them.
     """
@@ -134,6 +135,15 @@ def check_inputs(config: dict[str, Any], base_dir: str | Path = ".") -> None:
                 missing.append(f"  datasets.{name}.{modality}.{key}: {value!r} -> {path} does not exist")
     if missing:
         raise ConfigError(f"input not found (relative paths start at {base}):\n" + "\n".join(missing))
+    from quagga.audio.annotations import label_column_problem  # reads annotation headers: audio's business
+
+    for name in config["run_datasets"] or config["datasets"]:
+        audio = config["datasets"][name].get("audio") or {}
+        table = input_paths(config, name, base).get("annotations")
+        if config["datasets"][name]["modality"] == "audio" and table and not table.is_relative_to(demo):
+            problem = label_column_problem(table, audio["annotation_format"], audio["label_column"])
+            if problem:
+                raise ConfigError(f"datasets.{name}.audio.label_column: {problem}")
 
 
 def load_config(path: str | Path) -> dict[str, Any]:

@@ -132,6 +132,29 @@ def read_annotations(path: str | Path, fmt: str, label_column: str) -> pd.DataFr
     return table
 
 
+def label_column_problem(path: str | Path, fmt: str, label_column: str) -> str | None:
+    """Why no table at ``path`` has the column ``label_column`` (None if one has, or the format has no label
+    column), from the headers alone: the workflow checks this at start, before any job runs."""
+    if fmt not in ("csv", "raven"):  # audacity, notmat: one label per call; textgrid: the first tier otherwise
+        return None
+    path = Path(path)
+    files = _find_files(path, fmt) if path.is_dir() else [path]
+    headers = []
+    for file in files:
+        try:
+            header = list(pd.read_csv(file, sep="," if fmt == "csv" else "\t", nrows=0,
+                                      encoding=text_encoding(file)).columns)
+        except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError):
+            continue  # an unreadable table is reported by the tiles job, with the rest of its problems
+        if label_column in header:
+            return None
+        headers.append(header)
+    if not headers:
+        return None
+    where = path if len(files) == 1 else f"any of the {len(files)} {fmt} tables in {path}"
+    return f"{label_column!r} is not a column of {where}; columns are {headers[0]}"
+
+
 def _read_one(reader: Callable[[_Source], pd.DataFrame], source: _Source) -> pd.DataFrame:
     try:
         return reader(source)
