@@ -150,7 +150,9 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     from quagga.tables import write_json
 
     latents = Path(args.latents) if args.latents else None
-    metrics = evaluate_dataset(Path(args.tiles), Path(args.clusters), latents, _params(EvaluateParams, args.params))
+    metrics = evaluate_dataset(Path(args.tiles), Path(args.clusters), latents, _params(EvaluateParams, args.params),
+                               corrections_path=Path(args.corrections) if args.corrections else None,
+                               predicted_path=Path(args.predicted) if args.predicted else None)
     write_json(metrics, args.out)
     log.info("V-measure %.3f, ARI %.3f, %d clusters, noise %.1f %%, %d likely mislabelled", metrics["v_measure"],
              metrics["ari"], metrics["n_clusters"], 100 * metrics["noise_fraction"], metrics["n_likely_mislabelled"])
@@ -247,7 +249,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--clusters", required=True)
     p.add_argument("--latents", help="latents parquet: adds the few-label classifier curve")
     p.add_argument("--params", default="{}", help="JSON: the dataset's evaluate section")
+    p.add_argument("--corrections", nargs="?", help="CSV item_id,label: labels that replace the annotations'")
     p.add_argument("--out", required=True, help="metrics.json")
+    p.add_argument("--predicted", help="CSV of every item's predicted label (predicted_labels.csv)")
 
     p = add("report", cmd_report, "write the dataset's HTML report")
     p.add_argument("--dataset", required=True)
@@ -263,9 +267,10 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     """Exceptions that mean a user mistake (bad config, input or store): one line, no traceback."""
     from quagga.audio.annotations import AnnotationError
     from quagga.config import ConfigError
+    from quagga.evaluate.corrections import CorrectionsError
     from quagga.tiles.store import StoreError
 
-    return (ConfigError, ParamsError, StoreError, AnnotationError, FileNotFoundError)
+    return (ConfigError, ParamsError, StoreError, AnnotationError, CorrectionsError, FileNotFoundError)
 
 
 def main(argv: list[str] | None = None) -> int:

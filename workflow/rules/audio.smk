@@ -17,4 +17,4 @@ rule tiles_audio:
     conda:
         ENV
     shell:
-        "python -m quagga tiles --modality audio --params {params.audio:q} --out {output} 2> {log}"
+        "python -m quagga tiles --modality audio --params {params.audio:q} --out {output:q} 2> {log:q}"

@@ -17,4 +17,4 @@ rule tiles_images:
     conda:
         ENV
     shell:
-        "python -m quagga tiles --modality images --params {params.images:q} --out {output} 2> {log}"
+        "python -m quagga tiles --modality images --params {params.images:q} --out {output:q} 2> {log:q}"

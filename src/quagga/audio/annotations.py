@@ -42,6 +42,7 @@ from crowsetta.formats.seq.textgrid.classes import IntervalTier
 from crowsetta.formats.seq.textgrid.parse import parse as parse_textgrid
 
 from quagga.audio import io
+from quagga.tables import text_encoding
 
 log = logging.getLogger(__name__)
 
@@ -218,22 +219,6 @@ def _require(columns: list[str], *names: str) -> None:
 def _require_label(columns: list[str], label_column: str) -> None:
     if label_column not in columns:
         raise _Unreadable(f"label column {label_column!r} not found; columns are {columns}")
-
-
-def text_encoding(path: Path) -> str:
-    """The encoding of a text table: UTF-8 (a byte-order mark, as Excel writes, is dropped), else Windows-1252
-    (what Raven and spreadsheets on Windows write), else Latin-1 (which decodes any bytes)."""
-    data = path.read_bytes()
-    for encoding in ("utf-8-sig", "cp1252"):
-        try:
-            data.decode(encoding)
-        except UnicodeDecodeError:
-            continue
-        if encoding != "utf-8-sig":
-            log.warning("%s is not UTF-8; read as %s", path, encoding)
-        return encoding
-    log.warning("%s is not UTF-8; read as latin-1", path)
-    return "latin-1"
 
 
 def _read_table(path: Path, sep: str, what: str) -> pd.DataFrame:

@@ -132,10 +132,11 @@ def crop_uri(pixels: np.ndarray, box: Sequence[float]) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def image_crops(items: pd.DataFrame, source_root: Path) -> tuple[list[str], list[str]]:
+def image_crops(items: pd.DataFrame, source_root: Path, page: int = 0) -> tuple[list[str], list[str]]:
     """Original-crop URIs for ``items`` (columns source, xmin, ymin, xmax, ymax) and the problems met.
 
-    Each source image is decoded once. One that cannot be read gives empty crops for its items and one
+    ``page`` is the page of a multi-page TIFF the tiles were cut from (``images.page``). Each source image
+    is decoded once. One that cannot be read gives empty crops for its items and one
     problem line; the map is still drawn.
     """
     crops = [""] * len(items)
@@ -143,7 +144,7 @@ def image_crops(items: pd.DataFrame, source_root: Path) -> tuple[list[str], list
     boxes = items[["xmin", "ymin", "xmax", "ymax"]].to_numpy(float)
     for source, rows in items.groupby("source", sort=False).indices.items():
         try:
-            pixels = read_pixels(source_root / str(source))
+            pixels = read_pixels(source_root / str(source), page)
         except ImageReadError as exc:
             problems.append(f"{source}: no original crops ({exc})")
             log.warning("%s: no original crops (%s)", source, exc)

@@ -1,0 +1,117 @@
+"""Label propagation ("training assistance"): a few labels name the rest, and say which item to label next.
+
+A classifier on the latents is trained on the labelled items and predicts a label, with its probability,
+for every item. Three candidates are compared by cross-validation on the labelled items only (the hidden
+fold's labels are never seen), and the best is kept:
+
+- ``knn``: k nearest neighbours (distance-weighted) on standardised latents;
+- ``logistic``: logistic regression on standardised latents;
+- ``label_spreading``: scikit-learn's LabelSpreading on the kNN graph of all items (labelled or not), so
+  the labels flow along the dense regions the VAE found; strong when few items are labelled.
+
+The least certain predictions are what a person should label next (uncertainty sampling): each round of
+labelling those and retraining gains more than labelling as many items at random
+(``bench/propagation.py``).
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import balanced_accuracy_score
+from sklearn.model_selection import StratifiedKFold
+from sklearn.neighbors import KNeighborsClassifier
+from sklearn.preprocessing import StandardScaler
+from sklearn.semi_supervised import LabelSpreading
+
+log = logging.getLogger(__name__)
+
+CANDIDATES = ("label_spreading", "knn", "logistic")  # ties go to the earlier one
+MAX_FOLDS = 5
+SPREAD_NEIGHBOURS = 10  # kNN graph of label spreading
+SPREAD_ALPHA = 0.2  # share of a node's label taken from its neighbours each step
+
+
+@dataclass(frozen=True)
+class Propagation:
+    """Predicted label and its probability per item, and how the classifier was chosen."""
+
+    predicted: np.ndarray  # str, one per item
+    probability: np.ndarray  # float, the predicted label's probability
+    classifier: str
+    cv_balanced_accuracy: dict[str, float] = field(default_factory=dict)  # per candidate; empty when not compared
+
+
+def _fit_predict(name: str, x: np.ndarray, y: np.ndarray, train: np.ndarray, seed: int) -> tuple[np.ndarray, list]:
+    """Class probabilities ``[n_items, n_classes]`` of every item from a ``name`` classifier trained on the
+    rows ``train`` of ``y`` (labels as text), and the classes in column order."""
+    classes, counts = np.unique(y[train], return_counts=True)
+    if len(classes) == 1:  # a cross-validation fold can hold a single label: it is every item's prediction
+        return np.ones((len(x), 1)), list(classes)
+    if name == "label_spreading":
+        target = np.full(len(x), -1)
+        target[train] = np.searchsorted(classes, y[train])
+        model = LabelSpreading(kernel="knn", n_neighbors=min(SPREAD_NEIGHBOURS, len(x) - 1), alpha=SPREAD_ALPHA,
+                               max_iter=100)
+        with warnings.catch_warnings():  # max_iter reached: the distribution is still usable
+            warnings.simplefilter("ignore")
+            model.fit(x, target)
+        dist = model.label_distributions_
+        return np.nan_to_num(dist / np.maximum(dist.sum(axis=1, keepdims=True), 1e-12)), list(classes)
+    if name == "knn":
+        model = KNeighborsClassifier(min(5, int(counts.min())), weights="distance")  # the rarest label not outvoted
+    else:
+        model = LogisticRegression(max_iter=2000, random_state=seed)
+    model.fit(x[train], y[train])
+    return model.predict_proba(x), list(model.classes_)
+
+
+def _cv_score(name: str, x: np.ndarray, y: np.ndarray, labelled: np.ndarray, seed: int) -> float:
+    """Balanced accuracy of ``name`` on the labelled items, each predicted by a model that did not see it."""
+    n_folds = max(2, min(MAX_FOLDS, int(np.unique(y[labelled], return_counts=True)[1].min())))
+    folds = StratifiedKFold(n_folds, shuffle=True, random_state=seed)
+    predicted = np.empty(len(labelled), dtype=object)
+    with warnings.catch_warnings():  # "the least populated class has only 1 member": expected with few labels
+        warnings.simplefilter("ignore", UserWarning)
+        splits = list(folds.split(labelled, y[labelled]))
+    for fit_rows, test_rows in splits:
+        proba, classes = _fit_predict(name, x, y, labelled[fit_rows], seed)
+        predicted[test_rows] = np.asarray(classes, dtype=object)[proba[labelled[test_rows]].argmax(axis=1)]
+    return float(balanced_accuracy_score(y[labelled].astype(str), predicted.astype(str)))
+
+
+def propagate(features: np.ndarray, labels: Sequence[object], seed: int = 0) -> Propagation:
+    """Predict every item's label from the labelled ones (``labels`` None/NA where unknown).
+
+    Needs at least two labels with an item each. The candidate with the best cross-validated balanced
+    accuracy on the labelled items predicts; with fewer than two items per label on average there is
+    nothing to cross-validate and label spreading is used as it is.
+    """
+    y = np.array(["" if pd.isna(v) else str(v) for v in labels], dtype=object)
+    labelled = np.flatnonzero(y != "")
+    if len(np.unique(y[labelled])) < 2:
+        raise ValueError("label propagation needs at least two distinct labels")
+    x = StandardScaler().fit_transform(np.asarray(features, dtype=np.float64))
+    scores: dict[str, float] = {}
+    if len(labelled) >= 2 * len(np.unique(y[labelled])):
+        scores = {name: round(_cv_score(name, x, y, labelled, seed), 4) for name in CANDIDATES}
+    best = max(CANDIDATES, key=scores.__getitem__) if scores else CANDIDATES[0]
+    proba, classes = _fit_predict(best, x, y, labelled, seed)
+    top = proba.argmax(axis=1)
+    log.info("label propagation from %d labelled items: %s (cross-validated balanced accuracy %s)", len(labelled),
+             best, scores or "not measured")
+    return Propagation(np.asarray(classes, dtype=object)[top].astype(str), proba[np.arange(len(x)), top], best,
+                       scores)
+
+
+def least_certain(probability: np.ndarray, unlabelled: np.ndarray, n: int) -> np.ndarray:
+    """Rows of the ``n`` least certain unlabelled items (lowest predicted-label probability; ties by row)."""
+    rows = np.flatnonzero(unlabelled)
+    order = np.lexsort((rows, probability[rows]))
+    return rows[order[:n]]
