@@ -173,6 +173,7 @@ def cmd_report(args: argparse.Namespace) -> None:
                      "report time": time.strftime("%Y-%m-%d %H:%M:%S %Z")})
     examples = results / "reconstructions.npz"
     curve = results / "models" / "metrics.csv"
+    predicted = results / "predicted_labels.csv"
     build_report(
         dataset=args.dataset,
         tiles_dir=results / "tiles",
@@ -186,6 +187,8 @@ def cmd_report(args: argparse.Namespace) -> None:
         out_dir=Path(args.out),
         run_info=run_info,
         source_root=Path(args.source_root) if args.source_root else None,
+        predicted_path=predicted if predicted.exists() else None,
+        image_page=((dataset or {}).get("images") or {}).get("page", 0),  # the TIFF page the tiles came from
     )
 
 

@@ -6,7 +6,9 @@ as Ogg Opus data URIs), so the file works offline and can be archived or mailed.
 - colour the points by cluster, human label, anomaly score or any other column (a drop-down);
 - hover a point to see its tile, label, cluster and item id;
 - click an audio point to hear the call (with a little context on either side) in the player below;
-- select points with the lasso or box tool and download the selection as CSV (for bulk relabelling).
+- select points with the lasso or box tool and download the selection as CSV (``item_id,label,...``: edit
+  the labels and give the file back as ``labels_corrections``; the page defines ``quaggaDownloadCsv``);
+- with predicted labels (the evaluate stage's label propagation), colour by predicted label or its probability.
 
 Strings from the data (labels, file names) reach the page only as data: Bokeh escapes ``@field``
 values in tooltips, and the selection list is filled with ``textContent``, never ``innerHTML``.
@@ -45,6 +47,7 @@ from PIL import Image
 from scipy.signal import resample_poly
 
 from quagga.audio.io import AudioInfo, audio_info, read_block
+from quagga.evaluate.corrections import NO_LABEL
 from quagga.images.io import ImageReadError, read_pixels
 
 log = logging.getLogger(__name__)
@@ -75,11 +78,17 @@ def _palette(n: int) -> list[str]:
     return [to_hex(colormaps["turbo"](v)) for v in np.linspace(0.05, 0.95, n)]
 
 
-def categorical_colours(values: Sequence[object], grey: Sequence[object] = ()) -> list[str]:
-    """One colour per distinct value (sorted as text); missing values and ``grey`` ones are grey."""
+def categorical_colours(
+    values: Sequence[object], grey: Sequence[object] = (), levels: Sequence[str] | None = None
+) -> list[str]:
+    """One colour per distinct value (sorted as text); missing values and ``grey`` ones are grey.
+
+    ``levels``: the values to spread the palette over (default: those present), so that two colourings
+    (human and predicted labels) give a label the same colour.
+    """
     series = pd.Series(list(values), dtype="object")
     missing = series.isna() | series.isin(list(grey))
-    levels = sorted({str(v) for v in series[~missing]})
+    levels = sorted(set(levels) if levels is not None else {str(v) for v in series[~missing]})
     lookup = dict(zip(levels, _palette(len(levels)), strict=True))
     return [NOISE_COLOUR if m else lookup[str(v)] for v, m in zip(series, missing, strict=True)]
 
@@ -279,19 +288,9 @@ list.appendChild(ul);
 
 _EXPORT_JS = """
 const idx = source.selected.indices;
-const q = (v) => { const s = String(v); return /[",\\n\\r]/.test(s) ? '"' + s.replace(/"/g, '""') + '"' : s; };
-const lines = ['item_id,label,cluster,source,x,y'];
-for (const i of idx) {
-  lines.push([source.data.item_id[i], source.data.label[i], source.data.cluster[i], source.data.source[i],
-              source.data.x[i], source.data.y[i]].map(q).join(','));
-}
-const blob = new Blob([lines.join('\\n') + '\\n'], {type: 'text/csv'});
-const a = document.createElement('a');
-a.href = URL.createObjectURL(blob);
-a.download = dataset + '-selection.csv';
-document.body.appendChild(a);
-a.click();
-a.remove();
+const d = source.data;
+const rows = idx.map((i) => [d.item_id[i], d.label[i], d.cluster[i], d.source[i], d.x[i], d.y[i]]);
+window.quaggaDownloadCsv(dataset + '-selection.csv', ['item_id', 'label', 'cluster', 'source', 'x', 'y'], rows);
 """
 
 
@@ -299,7 +298,7 @@ def map_data(
     items: pd.DataFrame, thumbs: list[str], clips: list[str] | None, crops: list[str] | None = None
 ) -> tuple[dict, list[str]]:
     """Column data of the scatter and the colourings offered (first one shown)."""
-    label = items["label"].astype("object").where(items["label"].notna(), "(none)")
+    label = items["label"].astype("object").where(items["label"].notna(), NO_LABEL)
     data: dict[str, list] = {
         "x": items["x"].astype(float).tolist(),
         "y": items["y"].astype(float).tolist(),
@@ -311,11 +310,17 @@ def map_data(
         "audio": clips if clips is not None else [""] * len(items),
         "crop": crops if crops is not None else [""] * len(items),
     }
+    predicted = "predicted_label" in items and items["predicted_label"].notna().any()
+    names = [items["label"], items["predicted_label"]] if predicted else [items["label"]]
+    levels = sorted({str(v) for column in names for v in column.dropna()})
     colourings = {
         "cluster": categorical_colours(items["cluster"].tolist(), grey=[-1]),
-        "label": categorical_colours(items["label"].tolist()),
+        "label": categorical_colours(items["label"].tolist(), levels=levels),
     }
-    for score in ("recon_error", "probability"):
+    if predicted:
+        colourings["predicted"] = categorical_colours(items["predicted_label"].tolist(), levels=levels)
+        data["predicted"] = [str(v) for v in items["predicted_label"].astype("object").fillna(NO_LABEL)]
+    for score in ("recon_error", "probability", "predicted_probability"):
         if score in items and items[score].notna().any():
             colourings[score] = numeric_colours(items[score].tolist())
     if 1 < items["source"].nunique() <= MAX_CATEGORIES:
@@ -342,7 +347,8 @@ def interactive_map(
         'style="image-rendering:pixelated;border:1px solid #888" alt="tile">'
         + (original if has_crops else "")
         + "<div><b>@label</b> &middot; cluster @cluster</div>"
-        '<div style="font-size:80%;word-break:break-all">@item_id</div></div>'
+        + ("<div>predicted: @predicted</div>" if "predicted" in data else "")
+        + '<div style="font-size:80%;word-break:break-all">@item_id</div></div>'
     )
     plot = figure(
         name="map", width=720, height=620, title=None, match_aspect=True,
