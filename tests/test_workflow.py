@@ -10,6 +10,7 @@ import sys
 import zipfile
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -114,3 +115,48 @@ def test_bad_config_stops_at_start_with_the_key(tmp_path: Path) -> None:
     done = _snakemake(tmp_path, "-n")
     assert done.returncode != 0
     assert "datasets.demo-audio.train.max_epochs: -1 is less than the minimum of 1" in done.stderr
+
+
+@pytest.fixture(scope="module")
+def spaced(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """demo-audio alone, its results in a folder whose name holds a space (every path in the rules quoted)."""
+    wd = tmp_path_factory.mktemp("wf space")
+    config = _config(max_epochs=1)
+    config.update(results="my results", run_datasets=["demo-audio"])
+    (wd / "config").mkdir()
+    (wd / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+    done = _snakemake(wd)
+    assert done.returncode == 0, done.stderr[-4000:]
+    return wd
+
+
+def test_a_results_path_with_a_space_runs_end_to_end(spaced: Path) -> None:
+    out = spaced / "my results" / "demo-audio"
+    for name in ["latents.parquet", "clusters.parquet", "metrics.json", "predicted_labels.csv", "report/index.html"]:
+        assert (out / name).is_file(), name
+    predicted = pd.read_csv(out / "predicted_labels.csv")
+    assert len(predicted) == json.loads((out / "metrics.json").read_text())["n_items"]
+    assert predicted["predicted_label"].notna().all() and predicted["labelled"].all()  # every label used
+    assert "Label next" in (out / "report" / "index.html").read_text()
+
+
+def test_label_corrections_rerun_evaluate_and_report_only(spaced: Path) -> None:
+    out = spaced / "my results" / "demo-audio"
+    predicted = pd.read_csv(out / "predicted_labels.csv")
+    fix = predicted[["item_id", "label"]].head(5).assign(label="relabelled")
+    fix = pd.concat([fix, pd.DataFrame({"item_id": ["no-such-item"], "label": ["x"]})])
+    fix.to_csv(spaced / "fix.csv", index=False)
+    config_path = spaced / "config" / "config.yaml"
+    config = yaml.safe_load(config_path.read_text())
+    config["datasets"]["demo-audio"]["labels_corrections"] = "fix.csv"
+    config_path.write_text(yaml.safe_dump(config))
+    plan = _snakemake(spaced, "-n")
+    assert plan.returncode == 0, plan.stderr[-2000:]
+    assert _jobs(plan.stdout + plan.stderr) == {"all", "evaluate", "report"}
+    done = _snakemake(spaced)
+    assert done.returncode == 0, done.stderr[-4000:]
+    corrections = json.loads((out / "metrics.json").read_text())["corrections"]
+    assert corrections["n_changed"] == 5 and corrections["n_unknown_ids"] == 1
+    assert (pd.read_csv(out / "predicted_labels.csv")["label"] == "relabelled").sum() == 5
+    page = (out / "report" / "index.html").read_text()
+    assert "5 labels corrected" in page and "no-such-item" in page

@@ -152,7 +152,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     latents = Path(args.latents) if args.latents else None
     metrics = evaluate_dataset(Path(args.tiles), Path(args.clusters), latents, _params(EvaluateParams, args.params),
                                corrections_path=Path(args.corrections) if args.corrections else None,
-                               predicted_path=Path(args.predicted) if args.predicted else None)
+                               predicted_path=Path(args.predicted) if args.predicted else None,
+                               embedding_path=Path(args.embedding) if args.embedding else None)
     write_json(metrics, args.out)
     log.info("V-measure %.3f, ARI %.3f, %d clusters, noise %.1f %%, %d likely mislabelled", metrics["v_measure"],
              metrics["ari"], metrics["n_clusters"], 100 * metrics["noise_fraction"], metrics["n_likely_mislabelled"])
@@ -250,7 +251,8 @@ def _parser() -> argparse.ArgumentParser:
     p = add("evaluate", cmd_evaluate, "compare clusters with the human labels")
     p.add_argument("--tiles", required=True)
     p.add_argument("--clusters", required=True)
-    p.add_argument("--latents", help="latents parquet: adds the few-label classifier curve")
+    p.add_argument("--latents", help="latents parquet: adds the few-label classifier curve and label propagation")
+    p.add_argument("--embedding", help="embedding parquet: its n-D map is a feature set for label propagation too")
     p.add_argument("--params", default="{}", help="JSON: the dataset's evaluate section")
     p.add_argument("--corrections", nargs="?", help="CSV item_id,label: labels that replace the annotations'")
     p.add_argument("--out", required=True, help="metrics.json")

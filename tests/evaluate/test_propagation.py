@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from quagga.evaluate import PREDICTED_COLUMNS, evaluate_dataset
-from quagga.evaluate.propagation import CANDIDATES, least_certain, propagate
+from quagga.evaluate.propagation import CLASSIFIERS, least_certain, propagate
 from quagga.params import EvaluateParams
 from tests.evaluate.test_evaluate_dataset import write_inputs
 
@@ -27,13 +27,16 @@ def test_two_percent_of_the_labels_name_the_rest() -> None:
     labels = np.full(len(truth), None, dtype=object)
     known = np.concatenate([rng.choice(np.flatnonzero(truth == c), 5, replace=False) for c in np.unique(truth)])
     labels[known] = truth[known]
-    result = propagate(x, labels, seed=0)
-    assert result.classifier in CANDIDATES and set(result.cv_balanced_accuracy) == set(CANDIDATES)
-    assert result.cv_balanced_accuracy[result.classifier] == max(result.cv_balanced_accuracy.values())
+    noise = np.random.default_rng(2).normal(size=x.shape)  # a feature set that knows nothing
+    result = propagate({"noise": noise, "blobs": x}, labels, seed=0)
+    assert set(result.cv_balanced_accuracy) == {f"{c} on {f}" for c in CLASSIFIERS for f in ("noise", "blobs")}
+    chosen = f"{result.classifier} on {result.features}"
+    assert result.features == "blobs"
+    assert result.cv_balanced_accuracy[chosen] == max(result.cv_balanced_accuracy.values())
     hidden = labels == None  # noqa: E711 - elementwise
     assert np.mean(result.predicted[hidden] == truth[hidden]) > 0.97
     assert result.probability.shape == (len(x),) and ((result.probability > 0) & (result.probability <= 1)).all()
-    again = propagate(x, labels, seed=0)
+    again = propagate({"noise": noise, "blobs": x}, labels, seed=0)
     np.testing.assert_array_equal(again.probability, result.probability)
 
 
@@ -42,9 +45,9 @@ def test_the_choice_is_cross_validated_on_the_labelled_items_only() -> None:
     scored on held-out labelled items (label spreading also uses where the unlabelled items lie, by design)."""
     x, truth = _blobs(400, 3)
     known = np.arange(len(x)) % 10 == 0
-    with_rest = propagate(x, np.where(known, truth, None)).cv_balanced_accuracy
-    alone = propagate(x[known], truth[known]).cv_balanced_accuracy
-    assert with_rest["knn"] == alone["knn"] and with_rest["logistic"] == alone["logistic"]
+    with_rest = propagate({"x": x}, np.where(known, truth, None)).cv_balanced_accuracy
+    alone = propagate({"x": x[known]}, truth[known]).cv_balanced_accuracy
+    assert with_rest["knn on x"] == alone["knn on x"] and with_rest["logistic on x"] == alone["logistic on x"]
 
 
 def test_few_labels_and_rare_labels() -> None:
@@ -52,14 +55,14 @@ def test_few_labels_and_rare_labels() -> None:
     one_each = np.full(len(x), None, dtype=object)
     for c in np.unique(truth):
         one_each[np.flatnonzero(truth == c)[0]] = c
-    result = propagate(x, one_each)
+    result = propagate({"x": x}, one_each)
     assert result.classifier == "label_spreading" and result.cv_balanced_accuracy == {}  # nothing to validate on
     assert np.mean(result.predicted == truth) > 0.9
     rare = one_each.copy()
     rare[np.flatnonzero(truth == "c2")[:10]] = "c2"  # c0 and c1 one item each, c2 ten
-    assert set(propagate(x, rare).predicted) == set(truth)
+    assert set(propagate({"x": x}, rare).predicted) == set(truth)
     with pytest.raises(ValueError, match="at least two distinct labels"):
-        propagate(x, np.where(truth == "c0", "c0", None))
+        propagate({"x": x}, np.where(truth == "c0", "c0", None))
 
 
 def test_least_certain_are_unlabelled_and_lowest_probability_first() -> None:

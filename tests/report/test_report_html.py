@@ -307,7 +307,8 @@ def with_predictions(kwargs: dict[str, Any], root: Path) -> dict[str, Any]:
     predicted.loc[0, "label"] = "corrected"  # as a labels_corrections file left it
     predicted.to_csv(root / "predicted_labels.csv", index=False)
     metrics = {**METRICS, "propagation": {
-        "classifier": "label_spreading", "cv_balanced_accuracy": {"label_spreading": 0.95, "knn": 0.9, "logistic": 0.8},
+        "classifier": "label_spreading", "features": "embedding",
+        "cv_balanced_accuracy": {"label_spreading on embedding": 0.95, "knn on latents": 0.9},
         "n_labelled": 20, "n_predicted": N, "keep_percent": 30, "hidden": {"n": 34, "accuracy": 0.9,
                                                                             "balanced_accuracy": 0.88}}}
     metrics["corrections"] = {
@@ -339,8 +340,8 @@ def test_summary_comes_first_and_parameters_last_folded(predicted_report: str) -
                  "<td>V-measure against the labels</td><td>0.777 (95 % interval 0.701 to 0.853)</td>",
                  "<td>skipped inputs</td><td>2</td>", "<td>labels corrected</td><td>1 (V-measure 0.700 before"):
         assert fact in overview, fact
-    assert "label spreading from 20 labelled items (cross-validated balanced accuracy 0.950); with 30 % of the " \
-           "labels kept, balanced accuracy 0.880 on the 34 hidden" in overview
+    assert "label spreading on embedding from 20 labelled items (cross-validated balanced accuracy 0.950); with 30 %" \
+           " of the labels kept, balanced accuracy 0.880 on the 34 hidden" in overview
     assert _section(predicted_report, "summary").startswith("<h2>Run details</h2>\n<details><summary>")
 
 

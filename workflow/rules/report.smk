@@ -3,6 +3,7 @@ rule evaluate:
         tiles=f"{RESULTS}/{{dataset}}/tiles",
         clusters=f"{RESULTS}/{{dataset}}/clusters.parquet",
         latents=f"{RESULTS}/{{dataset}}/latents.parquet",
+        embedding=f"{RESULTS}/{{dataset}}/embedding.parquet",
         corrections=labels_corrections,
     output:
         metrics=f"{RESULTS}/{{dataset}}/metrics.json",
@@ -17,8 +18,8 @@ rule evaluate:
         ENV
     shell:
         "python -m quagga evaluate --tiles {input.tiles:q} --clusters {input.clusters:q} --latents {input.latents:q}"
-        " --corrections {input.corrections:q} --params {params.evaluate:q} --out {output.metrics:q}"
-        " --predicted {output.predicted:q} 2> {log:q}"
+        " --embedding {input.embedding:q} --corrections {input.corrections:q} --params {params.evaluate:q}"
+        " --out {output.metrics:q} --predicted {output.predicted:q} 2> {log:q}"
 
 
 rule report:

@@ -34,13 +34,14 @@ PREDICTED_COLUMNS = ["item_id", "label", "predicted_label", "probability", "labe
 
 def evaluate_dataset(
     tiles_dir: Path, clusters_path: Path, latents_path: Path | None, params: EvaluateParams,
-    corrections_path: Path | None = None, predicted_path: Path | None = None,
+    corrections_path: Path | None = None, predicted_path: Path | None = None, embedding_path: Path | None = None,
 ) -> dict[str, Any]:
     """Everything ``metrics.json`` holds for one dataset (plain JSON values).
 
     ``corrections_path``: a CSV of item_id,label whose labels replace the annotations' everywhere below.
     ``predicted_path``: where to write every item's predicted label (``PREDICTED_COLUMNS``; no rows when no
-    two labels or no latents are there to predict from).
+    two labels or no latents are there to predict from), predicted from the latents and, if given, the
+    n-D embedding at ``embedding_path`` (label propagation picks the better by cross-validation).
     """
     store = TileStore(tiles_dir)
     items = store.index[["item_id", "label"]].astype({"item_id": str, "label": "string"})
@@ -74,7 +75,7 @@ def evaluate_dataset(
         metrics["few_label_curve"] = _curve(store, labelled, Path(latents_path), params).to_dict(orient="records")
     predicted = pd.DataFrame(columns=PREDICTED_COLUMNS)
     if latents_path is not None and labelled["label"].nunique() >= 2:
-        predicted, metrics["propagation"] = _propagation(items, Path(latents_path), params)
+        predicted, metrics["propagation"] = _propagation(items, Path(latents_path), embedding_path, params)
     if corrections is not None:
         metrics["corrections"] = corrections
     if predicted_path is not None:
@@ -85,15 +86,21 @@ def evaluate_dataset(
     return metrics
 
 
-def _propagation(items: pd.DataFrame, latents_path: Path, params: EvaluateParams) -> tuple[pd.DataFrame, dict]:
-    """Every item's label predicted from the labelled ones' latents, and the summary metrics.json keeps.
+def _propagation(
+    items: pd.DataFrame, latents_path: Path, embedding_path: Path | None, params: EvaluateParams
+) -> tuple[pd.DataFrame, dict]:
+    """Every item's label predicted from the labelled ones, and the summary metrics.json keeps.
 
     With ``propagation_keep_percent``, all but that share of each label's items are hidden (seeded draw)
     before training, and the predictions of the hidden items are scored against their labels.
     """
-    latents = pd.read_parquet(latents_path).astype({"item_id": str})
-    table = items.merge(latents, on="item_id", how="inner")
-    z = table.filter(regex=r"^z_\d+$").to_numpy(dtype=np.float32)
+    table = items.merge(pd.read_parquet(latents_path).astype({"item_id": str}), on="item_id", how="inner")
+    features = {"latents": table.filter(regex=r"^z_\d+$").to_numpy(dtype=np.float32)}
+    if embedding_path is not None:
+        embedding = pd.read_parquet(embedding_path).astype({"item_id": str}).set_index("item_id")
+        columns = embedding.filter(regex=r"^u_\d+$").columns
+        if len(columns) and table["item_id"].isin(embedding.index).all():
+            features["embedding"] = embedding.loc[table["item_id"], columns].to_numpy(dtype=np.float32)
     known = np.flatnonzero(table["label"].notna().to_numpy())
     train = table["label"].copy()
     summary: dict[str, Any] = {}
@@ -103,12 +110,13 @@ def _propagation(items: pd.DataFrame, latents_path: Path, params: EvaluateParams
         hidden = np.setdiff1d(known, known[kept])
         train.iloc[hidden] = pd.NA
         summary["keep_percent"] = params.propagation_keep_percent
-    result = propagate(z, train.tolist(), seed=params.seed)
+    result = propagate(features, train.tolist(), seed=params.seed)
     predicted = pd.DataFrame({
         "item_id": table["item_id"], "label": table["label"], "predicted_label": result.predicted,
         "probability": result.probability.round(4), "labelled": train.notna().to_numpy(),
     }, columns=PREDICTED_COLUMNS)
-    summary.update({"classifier": result.classifier, "cv_balanced_accuracy": result.cv_balanced_accuracy,
+    summary.update({"classifier": result.classifier, "features": result.features,
+                    "cv_balanced_accuracy": result.cv_balanced_accuracy,
                     "n_labelled": int(train.notna().sum()), "n_predicted": len(predicted)})
     if params.propagation_keep_percent is not None:
         truth = table["label"].iloc[hidden].astype(str).to_numpy()

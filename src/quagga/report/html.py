@@ -294,7 +294,7 @@ def _overview(items: pd.DataFrame, metrics: Mapping[str, Any], skipped: pd.DataF
 
 def _propagation_text(propagation: Mapping[str, Any]) -> str:
     cv = propagation.get("cv_balanced_accuracy") or {}
-    chosen = propagation["classifier"]
+    chosen = f"{propagation['classifier']} on {propagation.get('features', 'latents')}"
     text = f"every item, by {chosen.replace('_', ' ')} from {propagation['n_labelled']} labelled items"
     if chosen in cv:
         text += f" (cross-validated balanced accuracy {cv[chosen]:.3f})"
