@@ -539,10 +539,11 @@ def _label_next(
     rows = least_certain(predicted["predicted_probability"].to_numpy(float), ~predicted["labelled"].to_numpy(),
                          params.label_next)
     top = predicted.iloc[rows]
-    out: dict[str, Any] = {"propagation": _propagation_text(metrics["propagation"]) if "propagation" in metrics
-                           else "", "n": len(top), "table": None, "csv": []}
     if top.empty:
-        return out
+        return {"empty": "Every item's label was used to train the classifier: nothing is left to label next. "
+                         "To see what a few labels would give, set evaluate.propagation_keep_percent (e.g. 1)."}
+    out: dict[str, Any] = {"propagation": _propagation_text(metrics["propagation"]) if "propagation" in metrics
+                           else "", "n": len(top)}
     out["table"] = _tile_table(
         store, top, ["item_id", "predicted label", "probability", "cluster", "label"],
         [(r.item_id, r.predicted_label, f"{r.predicted_probability:.2f}", r.cluster, r.label)
