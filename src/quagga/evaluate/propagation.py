@@ -2,14 +2,16 @@
 
 A classifier trained on the labelled items predicts a label, with its probability, for every item. The
 candidates are each classifier on each feature set, compared by cross-validation on the labelled items
-only (a held-out fold's labels are never seen); the best predicts. Classifiers:
+only (a held-out fold's labels are never seen): the highest balanced accuracy predicts, ties going to the
+higher mean probability of the true labels. Classifiers:
 
 - ``label_spreading``: scikit-learn's LabelSpreading on the kNN graph of all items (labelled or not), so
   labels flow along the dense regions the features show; strong when few items are labelled;
 - ``knn``: k nearest neighbours (distance-weighted);
 - ``logistic``: logistic regression.
 
-Feature sets (standardised): the VAE's ``latents`` and, when the embed stage ran, its n-D ``embedding``
+Feature sets, as they are (standardising would inflate the VAE's inactive latent dimensions to the size of
+the informative ones): the VAE's ``latents`` and, when the embed stage ran, its n-D ``embedding``
 (ParametricUMAP of the latents, made without labels): its neighbourhood graph pulls the call types apart,
 and 1 % of the labels then name the rest of koumura-bird0 with balanced accuracy 0.99 (``bench/propagation.py``).
 
@@ -30,12 +32,11 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import balanced_accuracy_score
 from sklearn.model_selection import StratifiedKFold
 from sklearn.neighbors import KNeighborsClassifier
-from sklearn.preprocessing import StandardScaler
 from sklearn.semi_supervised import LabelSpreading
 
 log = logging.getLogger(__name__)
 
-CLASSIFIERS = ("label_spreading", "knn", "logistic")  # ties go to the earlier one (and earlier feature set)
+CLASSIFIERS = ("knn", "label_spreading", "logistic")  # exact ties go to the earlier one (and feature set)
 MAX_FOLDS = 5
 SPREAD_NEIGHBOURS = 15  # kNN graph of label spreading
 SPREAD_ALPHA = 0.8  # share of a node's label taken from its neighbours each step (koumura-bird0: 0.5-0.99 alike)
@@ -77,44 +78,52 @@ def _fit_predict(name: str, x: np.ndarray, y: np.ndarray, train: np.ndarray, see
     return model.predict_proba(x), list(model.classes_)
 
 
-def _cv_score(name: str, x: np.ndarray, y: np.ndarray, labelled: np.ndarray, seed: int) -> float:
-    """Balanced accuracy of ``name`` on the labelled items, each predicted by a model that did not see it."""
+def _cv_score(name: str, x: np.ndarray, y: np.ndarray, labelled: np.ndarray, seed: int) -> tuple[float, float]:
+    """Balanced accuracy of ``name`` on the labelled items, each predicted by a model that did not see it, and
+    the mean probability it gave their true labels (what tells candidates apart when both are perfect)."""
     n_folds = max(2, min(MAX_FOLDS, int(np.unique(y[labelled], return_counts=True)[1].min())))
     folds = StratifiedKFold(n_folds, shuffle=True, random_state=seed)
     predicted = np.empty(len(labelled), dtype=object)
+    true_probability = np.zeros(len(labelled))
     with warnings.catch_warnings():  # "the least populated class has only 1 member": expected with few labels
         warnings.simplefilter("ignore", UserWarning)
         splits = list(folds.split(labelled, y[labelled]))
     for fit_rows, test_rows in splits:
         proba, classes = _fit_predict(name, x, y, labelled[fit_rows], seed)
-        predicted[test_rows] = np.asarray(classes, dtype=object)[proba[labelled[test_rows]].argmax(axis=1)]
-    return float(balanced_accuracy_score(y[labelled].astype(str), predicted.astype(str)))
+        held = proba[labelled[test_rows]]
+        predicted[test_rows] = np.asarray(classes, dtype=object)[held.argmax(axis=1)]
+        column = {label: i for i, label in enumerate(classes)}
+        true_probability[test_rows] = [row[column[label]] if label in column else 0.0
+                                       for row, label in zip(held, y[labelled[test_rows]], strict=True)]
+    accuracy = balanced_accuracy_score(y[labelled].astype(str), predicted.astype(str))
+    return float(accuracy), float(true_probability.mean())
 
 
 def propagate(features: Mapping[str, np.ndarray], labels: Sequence[object], seed: int = 0) -> Propagation:
     """Predict every item's label from the labelled ones (``labels`` None/NA where unknown).
 
     ``features``: feature sets by name, rows aligned with ``labels``. Needs at least two labels with an item
-    each. The candidate with the best cross-validated balanced accuracy on the labelled items predicts;
-    with fewer than two items per label on average there is nothing to cross-validate, and label spreading
-    on the first feature set is used as it is.
+    each. The candidate with the best cross-validated balanced accuracy on the labelled items predicts
+    (ties: the higher mean probability of the true labels); with fewer than two items per label on average
+    there is nothing to cross-validate, and label spreading on the first feature set is used as it is.
     """
     y = np.array(["" if pd.isna(v) else str(v) for v in labels], dtype=object)
     labelled = np.flatnonzero(y != "")
     if len(np.unique(y[labelled])) < 2:
         raise ValueError("label propagation needs at least two distinct labels")
-    spaces = {name: StandardScaler().fit_transform(np.asarray(x, dtype=np.float64)) for name, x in features.items()}
+    spaces = {name: np.asarray(x, dtype=np.float64) for name, x in features.items()}
     candidates = [(clf, name) for name in spaces for clf in CLASSIFIERS]
-    scores: dict[tuple[str, str], float] = {}
+    scores: dict[tuple[str, str], tuple[float, float]] = {}
     if len(labelled) >= 2 * len(np.unique(y[labelled])):
-        scores = {(clf, name): round(_cv_score(clf, spaces[name], y, labelled, seed), 4) for clf, name in candidates}
-    best = max(candidates, key=scores.__getitem__) if scores else candidates[0]
+        scores = {(clf, name): _cv_score(clf, spaces[name], y, labelled, seed) for clf, name in candidates}
+    best = max(candidates, key=scores.__getitem__) if scores else ("label_spreading", next(iter(spaces)))
     proba, classes = _fit_predict(best[0], spaces[best[1]], y, labelled, seed)
     top = proba.argmax(axis=1)
+    accuracy = {f"{clf} on {name}": round(score[0], 4) for (clf, name), score in scores.items()}
     log.info("label propagation from %d labelled items: %s on %s (cross-validated balanced accuracy %s)",
-             len(labelled), *best, scores.get(best, "not measured"))
+             len(labelled), *best, accuracy.get(f"{best[0]} on {best[1]}", "not measured"))
     return Propagation(np.asarray(classes, dtype=object)[top].astype(str), proba[np.arange(len(top)), top], *best,
-                       {f"{clf} on {name}": score for (clf, name), score in scores.items()})
+                       accuracy)
 
 
 def least_certain(probability: np.ndarray, unlabelled: np.ndarray, n: int) -> np.ndarray:
