@@ -87,3 +87,17 @@ def test_evaluate_hides_labels_and_scores_the_predictions_on_the_hidden(tmp_path
                                   predicted_path=tmp_path / "none.csv")
     assert "propagation" not in no_latents
     assert pd.read_csv(tmp_path / "none.csv").columns.tolist() == PREDICTED_COLUMNS  # header only: no prediction
+
+
+def test_items_no_label_reaches_are_a_guess_and_come_first_to_label_next() -> None:
+    """Three far-apart groups, one labelled item in each of two: the third group's items take the nearest
+    label with probability 1/2 (no evidence), and label next lists them before any other item."""
+    rng = np.random.default_rng(3)
+    x = np.concatenate([rng.normal(centre, 0.3, (60, 2)) for centre in (0, 20, 40)])
+    labels = np.full(180, None, dtype=object)
+    labels[[0, 60]] = ["a", "b"]
+    result = propagate({"x": x}, labels)
+    assert result.classifier == "label_spreading"  # two labelled items: nothing to cross-validate
+    assert (result.predicted[:120] == np.repeat(["a", "b"], 60)).all() and (result.probability[:120] > 0.9).all()
+    assert (result.predicted[120:] == "b").all() and np.allclose(result.probability[120:], 0.5)
+    assert set(least_certain(result.probability, labels == None, 60)) == set(range(120, 180))  # noqa: E711

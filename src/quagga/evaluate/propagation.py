@@ -6,7 +6,9 @@ only (a held-out fold's labels are never seen): the highest balanced accuracy pr
 higher mean probability of the true labels. Classifiers:
 
 - ``label_spreading``: scikit-learn's LabelSpreading on the kNN graph of all items (labelled or not), so
-  labels flow along the dense regions the features show; strong when few items are labelled;
+  labels flow along the dense regions the features show; strong when few items are labelled. An item in a
+  part of the graph no label reaches takes its nearest labelled item's label with probability 1 / the
+  number of labels (a guess): it tops the label-next list;
 - ``knn``: k nearest neighbours (distance-weighted);
 - ``logistic``: logistic regression.
 
@@ -68,8 +70,15 @@ def _fit_predict(name: str, x: np.ndarray, y: np.ndarray, train: np.ndarray, see
         with warnings.catch_warnings():  # max_iter reached: the distribution is still usable
             warnings.simplefilter("ignore")
             model.fit(x, target)
-        dist = model.label_distributions_
-        return np.nan_to_num(dist / np.maximum(dist.sum(axis=1, keepdims=True), 1e-12)), list(classes)
+        dist = np.nan_to_num(model.label_distributions_)
+        mass = dist.sum(axis=1)
+        unreached = mass <= 0  # in a part of the kNN graph no labelled item is in
+        dist[~unreached] /= mass[~unreached, None]
+        if unreached.any():  # the nearest labelled item's label, with no more confidence than a guess
+            nearest = KNeighborsClassifier(1).fit(x[train], target[train]).predict(x[unreached])
+            dist[unreached] = 0.0
+            dist[np.flatnonzero(unreached), nearest] = 1.0 / len(classes)
+        return dist, list(classes)
     if name == "knn":
         model = KNeighborsClassifier(min(5, int(counts.min())), weights="distance")  # the rarest label not outvoted
     else:
