@@ -196,8 +196,9 @@ def with_predictions(items: pd.DataFrame, predicted_path: Path | None) -> pd.Dat
                             keep_default_na=False, na_values={"label": [""], "predicted_label": [""]})
     if predicted.empty:
         return items
-    predicted = predicted.rename(columns={"probability": "predicted_probability"})
-    joined = items.drop(columns="label").merge(predicted, on="item_id", how="left", validate="one_to_one")
+    predicted = predicted.rename(columns={"probability": "predicted_probability", "label": "corrected"})
+    joined = items.merge(predicted, on="item_id", how="left", validate="one_to_one")
+    joined["label"] = joined.pop("corrected").fillna(joined["label"])  # corrections replace or add, never remove
     joined["labelled"] = joined["labelled"].astype("boolean").fillna(False).astype(bool)
     return joined
 
