@@ -377,7 +377,8 @@ def interactive_map(
         "<p>Hover a point to see its tile"
         + (" (left) and the original crop (right). " if has_crops else ". ")
         + ("Click an audio point to hear it. " if has_audio else "")
-        + "Select with the lasso or box tool (toolbar), then download the selection.</p>"
+        + "Select with the lasso or box tool (toolbar), then download the selection; to correct labels, edit "
+        "its label column and give the file back as labels_corrections (section Correcting labels).</p>"
     ), width=200)
     script, div = components(row(plot, column(select, export, hint)))
     player = (
