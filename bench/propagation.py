@@ -9,8 +9,9 @@ propagation predicts from, as the evaluate stage does. Then, on the labelled ite
 
 - both arms start from the same random 0.5 % of the items labelled;
 - (a) **random**: more items drawn at random until 1, 2 and 5 % are labelled;
-- (b) **label next**: rounds of the report's "label next" list: label the ``--step`` % least certain items
-  (lowest probability of their predicted label), retrain, repeat, until the same budgets;
+- (b) **label next**: rounds of the report's "label next" list: label the next ``--step`` % of the items
+  (the most typical item of each cluster nobody has labelled, then the least certain: lowest probability
+  of their predicted label), retrain, repeat, until the same budgets;
 - at every budget, quagga's label propagation (``quagga.evaluate.propagation.propagate``: the classifier
   chosen by cross-validation on the labelled items only) predicts the rest, scored against their labels:
   accuracy and balanced accuracy (mean of the per-label recalls), mean over the seeds.
@@ -37,7 +38,7 @@ from benchutil import ROOT
 from quality import build_config, layout, run_pipeline
 from sklearn.metrics import accuracy_score, balanced_accuracy_score
 
-from quagga.evaluate.propagation import least_certain, propagate
+from quagga.evaluate.propagation import label_next, propagate
 from quagga.tiles.store import TileStore
 
 BUDGETS = (0.5, 1.0, 2.0, 5.0)  # % of the labelled items
@@ -58,8 +59,13 @@ def _count(percent: float, n: int) -> int:
     return max(2, round(percent / 100 * n))
 
 
-def run_arms(features: Features, truth: np.ndarray, budgets: tuple[float, ...], step: float, seed: int) -> list[dict]:
-    """Random and label-next labelling from one shared start, scored at every budget (rows of the table)."""
+def run_arms(
+    features: Features, truth: np.ndarray, clusters: pd.DataFrame, budgets: tuple[float, ...], step: float, seed: int,
+) -> list[dict]:
+    """Random and label-next labelling from one shared start, scored at every budget (rows of the table).
+
+    ``clusters``: each item's HDBSCAN cluster and membership (columns cluster, probability), as the report's
+    label-next list uses them."""
     rng = np.random.default_rng(seed)
     n = len(truth)
     order = rng.permutation(n)  # the random arm labels items in this order (nested budgets)
@@ -74,11 +80,13 @@ def run_arms(features: Features, truth: np.ndarray, budgets: tuple[float, ...], 
         random = np.zeros(n, dtype=bool)
         random[order[:target]] = True
         random_scores, _ = score(features, truth, random, seed)
-        while True:  # label next: add the least certain, retrain, until the budget is reached
+        while True:  # label next: add the next batch of the list, retrain, until the budget is reached
             active_scores, probability = score(features, truth, active, seed)
             if active.sum() >= target:
                 break
-            active[least_certain(probability, ~active, min(_count(step, n), target - int(active.sum())))] = True
+            batch = min(_count(step, n), target - int(active.sum()))
+            active[label_next(probability, ~active, batch, clusters["cluster"].to_numpy(),
+                              clusters["probability"].to_numpy(float))] = True
         rows.append({"seed": seed, "budget": budget, "n_labelled": target,
                      **{f"random_{k}": v for k, v in random_scores.items()},
                      **{f"active_{k}": v for k, v in active_scores.items()}})
@@ -123,7 +131,7 @@ def main() -> None:
 
     index = TileStore(out_dir / "tiles").index[["item_id", "label"]].astype({"item_id": str})
     items = index[index["label"].notna()]
-    for table in ("latents", "embedding"):
+    for table in ("latents", "embedding", "clusters"):
         items = items.merge(pd.read_parquet(out_dir / f"{table}.parquet").astype({"item_id": str}), on="item_id")
     if items.empty:
         sys.exit(f"{out_dir}: no labelled item has latents")
@@ -135,7 +143,8 @@ def main() -> None:
           f"label-next rounds of {args.step:g} %, {args.seeds} seeds")
     started = time.perf_counter()
     runs = pd.DataFrame([row for seed in range(args.seeds)
-                         for row in run_arms(features, truth, BUDGETS, args.step, seed)])
+                         for row in run_arms(features, truth, items[["cluster", "probability"]], BUDGETS, args.step,
+                                             seed)])
     table = summarise(runs)
     print(f"\n{name}: balanced accuracy (accuracy) of the propagated labels on the items not labelled, "
           f"mean of {args.seeds} seeds")

@@ -17,7 +17,8 @@ def test_arms_reach_every_budget_from_one_start() -> None:
     truth = rng.choice(np.array(["a", "b", "c", "d"]), 800, p=[0.55, 0.3, 0.1, 0.05])
     centres = {"a": 0, "b": 6, "c": 12, "d": 18}  # separate call types, one rare
     z = np.array([[centres[t], 0.0] for t in truth]) + rng.normal(0, 1.0, (800, 2))
-    rows = pd.DataFrame(propagation.run_arms({"z": z}, truth, (0.5, 1.0, 5.0), 0.5, seed=0))
+    clusters = pd.DataFrame({"cluster": pd.factorize(truth)[0], "probability": 1.0})  # clusters as the labels
+    rows = pd.DataFrame(propagation.run_arms({"z": z}, truth, clusters, (0.5, 1.0, 5.0), 0.5, seed=0))
     assert rows["n_labelled"].tolist() == [4, 8, 40]
     first = rows.iloc[0]
     assert first["random_balanced_accuracy"] == first["active_balanced_accuracy"]  # the shared start

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from quagga.evaluate import PREDICTED_COLUMNS, evaluate_dataset
-from quagga.evaluate.propagation import CLASSIFIERS, least_certain, propagate
+from quagga.evaluate.propagation import CLASSIFIERS, label_next, propagate
 from quagga.params import EvaluateParams
 from tests.evaluate.test_evaluate_dataset import write_inputs
 
@@ -65,11 +65,15 @@ def test_few_labels_and_rare_labels() -> None:
         propagate({"x": x}, np.where(truth == "c0", "c0", None))
 
 
-def test_least_certain_are_unlabelled_and_lowest_probability_first() -> None:
-    probability = np.array([0.9, 0.2, 0.5, 0.2, 0.1, 0.99])
-    unlabelled = np.array([True, True, True, True, False, True])
-    assert least_certain(probability, unlabelled, 3).tolist() == [1, 3, 2]
-    assert least_certain(probability, unlabelled, 10).tolist() == [1, 3, 2, 0, 5]
+def test_label_next_is_a_cluster_nobody_labelled_then_the_least_certain() -> None:
+    probability = np.array([0.9, 0.2, 0.5, 0.2, 0.1, 0.99, 0.95, 0.97])
+    unlabelled = np.array([True, True, True, True, False, True, True, True])
+    assert label_next(probability, unlabelled, 3).tolist() == [1, 3, 2]
+    assert label_next(probability, unlabelled, 10).tolist() == [1, 3, 2, 0, 6, 7, 5]
+    clusters = np.array([0, 0, 0, -1, 0, 1, 1, 2])  # clusters 1 and 2 hold no labelled item; -1 is noise
+    membership = np.array([1.0, 0.9, 0.8, 0.0, 1.0, 0.6, 0.9, 0.7])
+    # the most typical of cluster 1 (two items, so first), then of cluster 2, then by probability
+    assert label_next(probability, unlabelled, 4, clusters, membership).tolist() == [6, 7, 1, 3]
 
 
 def test_evaluate_hides_labels_and_scores_the_predictions_on_the_hidden(tmp_path: Path) -> None:
@@ -100,4 +104,4 @@ def test_items_no_label_reaches_are_a_guess_and_come_first_to_label_next() -> No
     assert result.classifier == "label_spreading"  # two labelled items: nothing to cross-validate
     assert (result.predicted[:120] == np.repeat(["a", "b"], 60)).all() and (result.probability[:120] > 0.9).all()
     assert (result.predicted[120:] == "b").all() and np.allclose(result.probability[120:], 0.5)
-    assert set(least_certain(result.probability, labels == None, 60)) == set(range(120, 180))  # noqa: E711
+    assert set(label_next(result.probability, labels == None, 60)) == set(range(120, 180))  # noqa: E711

@@ -296,13 +296,14 @@ def test_store_without_labels_and_unmatched_items(tmp_path: Path, caplog: pytest
 
 def with_predictions(kwargs: dict[str, Any], root: Path) -> dict[str, Any]:
     """``kwargs`` of _make_inputs plus the evaluate stage's predicted labels and corrections summary: every
-    third item labelled for the classifier, probabilities falling with the item number (item059 least sure)."""
+    fourth item labelled for the classifier but none in cluster 2, probabilities falling with the item number
+    (item059 least sure)."""
     ids = [f"item{i:03d}" for i in range(N)]
     truth = [LABELS[i % 3] for i in range(N)]
     predicted = pd.DataFrame({
         "item_id": ids, "label": [None if i % 10 == 0 else truth[i] for i in range(N)],
         "predicted_label": [LABELS[(i + (i == 58)) % 3] for i in range(N)],
-        "probability": np.linspace(0.99, 0.3, N).round(4), "labelled": [i % 3 == 0 for i in range(N)],
+        "probability": np.linspace(0.99, 0.3, N).round(4), "labelled": [i % 4 == 0 and i % 3 != 2 for i in range(N)],
     })
     predicted.loc[0, "label"] = "corrected"  # as a labels_corrections file left it
     predicted.to_csv(root / "predicted_labels.csv", index=False)
@@ -323,13 +324,23 @@ def with_predictions(kwargs: dict[str, Any], root: Path) -> dict[str, Any]:
     return {**kwargs, "predicted_path": root / "predicted_labels.csv", "params": params}
 
 
+def label_next_ids(root: Path) -> list[str]:
+    """What the label-next list of ``with_predictions`` holds: cluster 2's most typical item, then the least
+    certain of the items not labelled."""
+    clusters = pd.read_parquet(root / "clusters.parquet")
+    typical = clusters[clusters["cluster"] == 2].sort_values("probability")["item_id"].iloc[-1]
+    unlabelled = [f"item{i:03d}" for i in range(N - 1, -1, -1) if not (i % 4 == 0 and i % 3 != 2)]
+    return [typical, *[i for i in unlabelled if i != typical][:3]]
+
+
 @pytest.fixture(scope="module")
-def predicted_report(tmp_path_factory: pytest.TempPathFactory) -> str:
+def predicted_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, list[str]]:
     root = tmp_path_factory.mktemp("predicted")
-    return build_report(**with_predictions(_make_inputs(root), root)).read_text(encoding="utf-8")
+    return build_report(**with_predictions(_make_inputs(root), root)).read_text(encoding="utf-8"), label_next_ids(root)
 
 
-def test_summary_comes_first_and_parameters_last_folded(predicted_report: str) -> None:
+def test_summary_comes_first_and_parameters_last_folded(predicted_report: tuple[str, list[str]]) -> None:
+    predicted_report, _ = predicted_report
     sections = re.findall(r'<section id="(\w+)">', predicted_report)
     assert sections[0] == "overview" and sections[-1] == "summary"
     assert sections.index("embedding") < sections.index("metrics") < sections.index("mislabelled") \
@@ -345,20 +356,27 @@ def test_summary_comes_first_and_parameters_last_folded(predicted_report: str) -
     assert _section(predicted_report, "summary").startswith("<h2>Run details</h2>\n<details><summary>")
 
 
-def test_label_next_lists_the_least_certain_unlabelled_items(predicted_report: str) -> None:
+def test_label_next_lists_an_unlabelled_cluster_then_the_least_certain(predicted_report: tuple[str, list[str]]) -> None:
+    predicted_report, expected = predicted_report
     section = _section(predicted_report, "label_next")
-    # items not labelled for the classifier (i % 3 != 0), lowest probability first
-    assert re.findall(r"<td>(item\d{3})</td>", section) == ["item059", "item058", "item056", "item055"]
+    assert re.findall(r"<td>(item\d{3})</td>", section) == expected
+    assert re.findall(r"<td>(a cluster without labels|least certain)</td>", section) == [
+        "a cluster without labels", "least certain", "least certain", "least certain"]
     assert section.count('<audio controls preload="none" src="data:audio/ogg;base64,') == 4
     assert section.count('<img class="tiles"') == 4
     data = re.search(r'<script type="application/json" id="quagga-label-next-data">(.*?)</script>', section, re.S)
     rows = json.loads(data.group(1))
-    assert rows[1] == ["item058", "chirp", HOSTILE_LABEL, "0.3117", 1, "rec2.wav"]  # item_id,label first
-    assert rows[0][1] == HOSTILE_LABEL and "\\u003cscript\\u003e" in data.group(1)
+    assert [r[0] for r in rows] == expected
+    assert rows[2] == ["item058", "chirp", HOSTILE_LABEL, "0.3117", 1, "rec2.wav"]  # item_id,label first
+    assert rows[1][1] == HOSTILE_LABEL  # data, as it was
+    assert "\\u003cscript\\u003e" in data.group(1)
     assert HOSTILE_LABEL not in predicted_report  # the JSON escapes < and >, so no tag closes the script
 
 
-def test_corrections_section_shows_counts_agreement_before_after_and_problems(predicted_report: str) -> None:
+def test_corrections_section_shows_counts_agreement_before_after_and_problems(
+    predicted_report: tuple[str, list[str]],
+) -> None:
+    predicted_report, _ = predicted_report
     section = _section(predicted_report, "corrections")
     assert "lasso" in section and "labels_corrections: path/to/file.csv" in section
     assert "1 labels corrected (0 of them given to items that had none) from fix &lt;b&gt;.csv (4 rows" in section

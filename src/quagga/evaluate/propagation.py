@@ -17,8 +17,8 @@ the informative ones): the VAE's ``latents`` and, when the embed stage ran, its 
 (ParametricUMAP of the latents, made without labels): its neighbourhood graph pulls the call types apart,
 and 1 % of the labels then name the rest of koumura-bird0 with balanced accuracy 0.99 (``bench/propagation.py``).
 
-The least certain predictions are what a person should label next (uncertainty sampling); the bench
-compares labelling those, in rounds, with labelling as many items at random.
+What to label next: one item of every cluster no labelled item is in, then the least certain predictions
+(uncertainty sampling); the bench compares labelling those, in rounds, with labelling as many at random.
 """
 
 from __future__ import annotations
@@ -135,8 +135,23 @@ def propagate(features: Mapping[str, np.ndarray], labels: Sequence[object], seed
                        accuracy)
 
 
-def least_certain(probability: np.ndarray, unlabelled: np.ndarray, n: int) -> np.ndarray:
-    """Rows of the ``n`` least certain unlabelled items (lowest predicted-label probability; ties by row)."""
+def label_next(
+    probability: np.ndarray, unlabelled: np.ndarray, n: int, clusters: np.ndarray | None = None,
+    membership: np.ndarray | None = None,
+) -> np.ndarray:
+    """Rows of the ``n`` unlabelled items to label next.
+
+    First, with ``clusters`` (HDBSCAN's, -1 noise) and ``membership`` (its membership strength), the most
+    typical item of every cluster no labelled item is in, largest cluster first: a classifier cannot be
+    unsure about a label it has never seen, so a group nobody has labelled is found this way, not by its
+    uncertainty. Then the least certain items (lowest probability of their predicted label; ties by row).
+    """
     rows = np.flatnonzero(unlabelled)
-    order = np.lexsort((rows, probability[rows]))
-    return rows[order[:n]]
+    first: list[int] = []
+    if clusters is not None and membership is not None:
+        unexplored = pd.Series(clusters[rows], index=rows)
+        unexplored = unexplored[(unexplored >= 0) & ~unexplored.isin(clusters[~unlabelled])]
+        for _, members in sorted(unexplored.groupby(unexplored), key=lambda group: -len(group[1])):
+            first.append(int(members.index[np.argmax(membership[members.index])]))
+    rest = rows[~np.isin(rows, first)]
+    return np.concatenate([first, rest[np.lexsort((rest, probability[rest]))]]).astype(int)[:n]

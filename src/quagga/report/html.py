@@ -30,7 +30,7 @@ import pyarrow.parquet as pq
 from markupsafe import Markup
 
 from quagga import __version__
-from quagga.evaluate.propagation import least_certain
+from quagga.evaluate.propagation import label_next
 from quagga.params import ReportParams
 from quagga.report import figures, interactive
 from quagga.tables import atomic_path, read_table_params
@@ -533,22 +533,27 @@ def _label_next(
     store: TileStore, items: pd.DataFrame, metrics: Mapping[str, Any], params: ReportParams, origin: str, cmap: str,
     source_root: Path | None,
 ) -> dict[str, Any]:
-    """The least certain predicted labels among the items not labelled (for the classifier): label these next."""
+    """The items to label next among those the classifier was not trained on: one of every cluster without
+    a label, then the least certain predictions."""
     if "predicted_label" not in items or items["predicted_label"].isna().all():
         return {"empty": "No labels were predicted for this run (it needs latents and at least two labels)."}
     predicted = items[items["predicted_label"].notna()].reset_index(drop=True)
-    rows = least_certain(predicted["predicted_probability"].to_numpy(float), ~predicted["labelled"].to_numpy(),
-                         params.label_next)
+    labelled = predicted["labelled"].to_numpy()
+    clusters = predicted["cluster"].to_numpy()
+    rows = label_next(predicted["predicted_probability"].to_numpy(float), ~labelled, params.label_next, clusters,
+                      predicted["probability"].to_numpy(float))
     top = predicted.iloc[rows]
+    # label_next puts one item of each cluster without a label first
+    n_unexplored = len(set(clusters[(clusters >= 0) & ~labelled]) - set(clusters[labelled]))
     if top.empty:
         return {"empty": "Every item's label was used to train the classifier: nothing is left to label next. "
                          "To see what a few labels would give, set evaluate.propagation_keep_percent (e.g. 1)."}
     out: dict[str, Any] = {"propagation": _propagation_text(metrics["propagation"]) if "propagation" in metrics
                            else "", "n": len(top)}
     out["table"] = _tile_table(
-        store, top, ["item_id", "predicted label", "probability", "cluster", "label"],
-        [(r.item_id, r.predicted_label, f"{r.predicted_probability:.2f}", r.cluster, r.label)
-         for r in top.itertuples()],
+        store, top, ["item_id", "why", "predicted label", "probability", "cluster", "label"],
+        [(r.item_id, "a cluster without labels" if rank < n_unexplored else "least certain", r.predicted_label,
+          f"{r.predicted_probability:.2f}", r.cluster, r.label) for rank, r in enumerate(top.itertuples())],
         ["probability"], source_root, origin, cmap,
     )
     # the download: item_id,label first (what labels_corrections reads); label empty unless the item has one
