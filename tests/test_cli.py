@@ -76,3 +76,16 @@ def test_auto_settings_ride_with_the_store_and_a_changed_config_is_refused(
     assert rc == 2 and "tiles were requested with other parameters" in caplog.text
     assert "'tile_duration_s': ('auto', 0.2)" in caplog.text
     assert not (tmp_path / "model").exists()
+
+
+def test_a_corrections_file_without_its_columns_is_one_clear_line(tmp_path: Path,
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
+    from tests.evaluate.test_evaluate_dataset import write_inputs
+
+    write_inputs(tmp_path)
+    (tmp_path / "fix.csv").write_text("id,new\ni00,b\n")
+    rc = main(["evaluate", "--tiles", str(tmp_path / "tiles"), "--clusters", str(tmp_path / "clusters.parquet"),
+               "--corrections", str(tmp_path / "fix.csv"), "--out", str(tmp_path / "metrics.json")])
+    assert rc == 2
+    assert f"labels_corrections {tmp_path / 'fix.csv'}: missing column(s) ['item_id', 'label']" in caplog.text
+    assert not (tmp_path / "metrics.json").exists()

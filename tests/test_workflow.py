@@ -1,4 +1,5 @@
-"""End to end: the real snakemake runs the whole workflow on the demo data, tiny settings."""
+"""End to end: the real snakemake runs the whole workflow on the demo data, tiny settings, into a results
+folder whose name holds a space (every path in the rules is quoted)."""
 
 from __future__ import annotations
 
@@ -10,16 +11,19 @@ import sys
 import zipfile
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 DATASETS = ["demo-audio", "demo-particles", "demo-fields"]
+RESULTS = "my results"
 pytestmark = pytest.mark.workflow
 
 
 def _config(max_epochs: int) -> dict:
     base = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    base["results"] = RESULTS
     for ds in base["datasets"].values():
         ds["train"] = {"max_epochs": max_epochs, "batch_size": 32}
         ds["embed"] = {"epochs": 5}
@@ -50,7 +54,7 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_every_output_exists_and_metrics_are_sane(workdir: Path) -> None:
     for ds in DATASETS:
-        out = workdir / "results" / ds
+        out = workdir / RESULTS / ds
         for name in ["tiles/store.json", "models/vae.ckpt", "latents.parquet", "embedding.parquet",
                      "clusters.parquet", "report/index.html"]:
             assert (out / name).is_file(), f"{ds}: {name} missing"
@@ -62,14 +66,14 @@ def test_every_output_exists_and_metrics_are_sane(workdir: Path) -> None:
         assert -1.0 <= metrics["ari"] <= 1.0
         assert 0.0 <= metrics["noise_fraction"] <= 1.0
         assert metrics["n_labels"] >= 4
-        assert (workdir / "results" / "logs" / "train" / f"{ds}.log").is_file()
+        assert (workdir / RESULTS / "logs" / "train" / f"{ds}.log").is_file()
         page = (out / "report" / "index.html").read_text()
         if ds == "demo-audio":
             assert page.count("data:audio/ogg;base64,") >= metrics["n_items"]  # a clip per point
         else:  # hovering shows the original crop: one colour JPEG per point besides its tile
             assert "the original crop (right)" in page
             assert page.count("data:image/jpeg;base64,") >= 2 * metrics["n_items"]
-        assert (workdir / "results" / "benchmarks" / "train" / f"{ds}.tsv").is_file()
+        assert (workdir / RESULTS / "benchmarks" / "train" / f"{ds}.tsv").is_file()
 
 
 def test_second_run_has_nothing_to_do(workdir: Path) -> None:
@@ -114,3 +118,37 @@ def test_bad_config_stops_at_start_with_the_key(tmp_path: Path) -> None:
     done = _snakemake(tmp_path, "-n")
     assert done.returncode != 0
     assert "datasets.demo-audio.train.max_epochs: -1 is less than the minimum of 1" in done.stderr
+
+
+def test_every_run_with_labels_predicts_every_label(workdir: Path) -> None:
+    out = workdir / RESULTS / "demo-audio"
+    predicted = pd.read_csv(out / "predicted_labels.csv")
+    assert len(predicted) == json.loads((out / "metrics.json").read_text())["n_items"]
+    assert predicted["predicted_label"].notna().all() and predicted["labelled"].all()  # every label used
+    assert "Label next" in (out / "report" / "index.html").read_text()
+
+
+def test_label_corrections_rerun_evaluate_and_report_only(workdir: Path) -> None:
+    out = workdir / RESULTS / "demo-audio"
+    predicted = pd.read_csv(out / "predicted_labels.csv")
+    fix = predicted[["item_id", "label"]].head(5).assign(label="relabelled")
+    fix = pd.concat([fix, pd.DataFrame({"item_id": ["no-such-item"], "label": ["x"]})])
+    fix.to_csv(workdir / "fix.csv", index=False)
+    config_path = workdir / "config" / "config.yaml"
+    original = config_path.read_text()
+    config = yaml.safe_load(original)
+    config["datasets"]["demo-audio"]["labels_corrections"] = "fix.csv"
+    try:
+        config_path.write_text(yaml.safe_dump(config))
+        plan = _snakemake(workdir, "-n")
+        assert plan.returncode == 0, plan.stderr[-2000:]
+        assert _jobs(plan.stdout + plan.stderr) == {"all", "evaluate", "report"}
+        done = _snakemake(workdir)
+    finally:
+        config_path.write_text(original)
+    assert done.returncode == 0, done.stderr[-4000:]
+    corrections = json.loads((out / "metrics.json").read_text())["corrections"]
+    assert corrections["n_changed"] == 5 and corrections["n_unknown_ids"] == 1
+    assert (pd.read_csv(out / "predicted_labels.csv")["label"] == "relabelled").sum() == 5
+    page = (out / "report" / "index.html").read_text()
+    assert "5 labels corrected" in page and "no-such-item" in page

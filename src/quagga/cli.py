@@ -195,7 +195,10 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     from quagga.tables import write_json
 
     latents = Path(args.latents) if args.latents else None
-    metrics = evaluate_dataset(Path(args.tiles), Path(args.clusters), latents, _params(EvaluateParams, args.params))
+    metrics = evaluate_dataset(Path(args.tiles), Path(args.clusters), latents, _params(EvaluateParams, args.params),
+                               corrections_path=Path(args.corrections) if args.corrections else None,
+                               predicted_path=Path(args.predicted) if args.predicted else None,
+                               embedding_path=Path(args.embedding) if args.embedding else None)
     write_json(metrics, args.out)
     log.info("V-measure %.3f, ARI %.3f, %d clusters, noise %.1f %%, %d likely mislabelled", metrics["v_measure"],
              metrics["ari"], metrics["n_clusters"], 100 * metrics["noise_fraction"], metrics["n_likely_mislabelled"])
@@ -216,6 +219,7 @@ def cmd_report(args: argparse.Namespace) -> None:
                      "report time": time.strftime("%Y-%m-%d %H:%M:%S %Z")})
     examples = results / "reconstructions.npz"
     curve = results / "models" / "metrics.csv"
+    predicted = results / "predicted_labels.csv"
     build_report(
         dataset=args.dataset,
         tiles_dir=results / "tiles",
@@ -229,6 +233,8 @@ def cmd_report(args: argparse.Namespace) -> None:
         out_dir=Path(args.out),
         run_info=run_info,
         source_root=Path(args.source_root) if args.source_root else None,
+        predicted_path=predicted if predicted.exists() else None,
+        image_page=((dataset or {}).get("images") or {}).get("page", 0),  # the TIFF page the tiles came from
     )
 
 
@@ -297,9 +303,12 @@ def _parser() -> argparse.ArgumentParser:
     p = add("evaluate", cmd_evaluate, "compare clusters with the human labels")
     p.add_argument("--tiles", required=True)
     p.add_argument("--clusters", required=True)
-    p.add_argument("--latents", help="latents parquet: adds the few-label classifier curve")
+    p.add_argument("--latents", help="latents parquet: adds the few-label classifier curve and label propagation")
+    p.add_argument("--embedding", help="embedding parquet: its n-D map is a feature set for label propagation too")
     p.add_argument("--params", default="{}", help="JSON: the dataset's evaluate section")
+    p.add_argument("--corrections", nargs="?", help="CSV item_id,label: labels that replace the annotations'")
     p.add_argument("--out", required=True, help="metrics.json")
+    p.add_argument("--predicted", help="CSV of every item's predicted label (predicted_labels.csv)")
 
     p = add("report", cmd_report, "write the dataset's HTML report")
     p.add_argument("--dataset", required=True)
@@ -315,10 +324,12 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     """Exceptions that mean a user mistake (bad config, input or store): one line, no traceback."""
     from quagga.audio.annotations import AnnotationError
     from quagga.config import ConfigError
+    from quagga.evaluate.corrections import CorrectionsError
     from quagga.settings import SettingsError
     from quagga.tiles.store import StoreError
 
-    return (ConfigError, ParamsError, StoreError, AnnotationError, SettingsError, FileNotFoundError)
+    return (ConfigError, ParamsError, StoreError, AnnotationError, SettingsError, CorrectionsError,
+            FileNotFoundError)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -129,15 +129,17 @@ INPUT_KEYS = {"audio": ("recordings", "annotations"), "images": ("images", "labe
 
 
 def input_paths(config: dict[str, Any], dataset: str, base_dir: str | Path = ".") -> dict[str, Path]:
-    """A dataset's input paths (recordings, annotations, images, labels, boxes), resolved against ``base_dir``."""
+    """A dataset's input paths (recordings, annotations, images, labels, boxes, labels_corrections), resolved
+    against ``base_dir``."""
     ds = config["datasets"][dataset]
-    section = ds.get(ds["modality"]) or {}
-    keys = INPUT_KEYS.get(ds["modality"], ())
+    section = {**(ds.get(ds["modality"]) or {}), "labels_corrections": ds.get("labels_corrections")}
+    keys = (*INPUT_KEYS.get(ds["modality"], ()), "labels_corrections")
     return {k: (Path(base_dir) / section[k]).resolve() for k in keys if section.get(k)}
 
 
 def check_inputs(config: dict[str, Any], base_dir: str | Path = ".") -> None:
-    """Stop at start, naming key, value and resolved path, when an input of a dataset to run is missing.
+    """Stop at start, naming key, value and resolved path, when an input of a dataset to run is missing,
+    and when its annotation tables lack the label column (naming the columns they have).
 
     Paths inside ``demo_data`` are skipped: the demo_data rule makes them.
     """
@@ -148,10 +150,21 @@ def check_inputs(config: dict[str, Any], base_dir: str | Path = ".") -> None:
         modality = config["datasets"][name]["modality"]
         for key, path in input_paths(config, name, base).items():
             if not path.is_relative_to(demo) and not path.exists():
-                value = config["datasets"][name][modality][key]
-                missing.append(f"  datasets.{name}.{modality}.{key}: {value!r} -> {path} does not exist")
+                dataset_level = key == "labels_corrections"
+                section = config["datasets"][name] if dataset_level else config["datasets"][name][modality]
+                where = f"datasets.{name}.{key}" if dataset_level else f"datasets.{name}.{modality}.{key}"
+                missing.append(f"  {where}: {section[key]!r} -> {path} does not exist")
     if missing:
         raise ConfigError(f"input not found (relative paths start at {base}):\n" + "\n".join(missing))
+    from quagga.audio.annotations import label_column_problem  # reads annotation headers: audio's business
+
+    for name in config["run_datasets"] or config["datasets"]:
+        audio = config["datasets"][name].get("audio") or {}
+        table = input_paths(config, name, base).get("annotations")
+        if config["datasets"][name]["modality"] == "audio" and table and not table.is_relative_to(demo):
+            problem = label_column_problem(table, audio["annotation_format"], audio["label_column"])
+            if problem:
+                raise ConfigError(f"datasets.{name}.audio.label_column: {problem}")
 
 
 def load_config(path: str | Path) -> dict[str, Any]:

@@ -232,6 +232,8 @@ class EvaluateParams:
     mislabelled_min_purity: float = 0.8
     few_label_repeats: int = 3  # labelled draws per fraction (0: no curve)
     few_label_max_items: int = 20000  # larger data sets are sampled for the curve
+    # label propagation: hide all but this % of each label's items and score the predictions on the hidden
+    propagation_keep_percent: float | None = None
     seed: int = 0
 
 
@@ -241,6 +243,7 @@ class ReportParams:
 
     n_examples: int = 16
     max_points: int = 10000
+    label_next: int = 30  # least certain predicted labels listed to label next
 
 
 _NESTED: dict[tuple[str, str], type] = {

@@ -2,12 +2,14 @@
 
 Everything downstream of the tiles is a table keyed by ``item_id``. The parameters and versions that
 made a table ride along in its parquet metadata, so a figure can always be traced back to its run.
+Tables people write by hand (annotations, label corrections) are decoded by :func:`text_encoding`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +21,7 @@ import pyarrow.parquet as pq
 
 from quagga import __version__
 
+log = logging.getLogger(__name__)
 _META_KEY = b"quagga"
 
 
@@ -65,3 +68,19 @@ def write_json(obj: Any, path: str | Path) -> None:
     text = json.dumps(obj, indent=2, default=str)
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+
+
+def text_encoding(path: Path) -> str:
+    """The encoding of a text table: UTF-8 (a byte-order mark, as Excel writes, is dropped), else Windows-1252
+    (what Raven and spreadsheets on Windows write), else Latin-1 (which decodes any bytes)."""
+    data = path.read_bytes()
+    for encoding in ("utf-8-sig", "cp1252"):
+        try:
+            data.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+        if encoding != "utf-8-sig":
+            log.warning("%s is not UTF-8; read as %s", path, encoding)
+        return encoding
+    log.warning("%s is not UTF-8; read as latin-1", path)
+    return "latin-1"

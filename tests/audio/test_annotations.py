@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import scipy.io
 
-from quagga.audio.annotations import COLUMNS, FORMATS, AnnotationError, read_annotations
+from quagga.audio.annotations import COLUMNS, FORMATS, AnnotationError, label_column_problem, read_annotations
 
 KOUMURA = Path(__file__).resolve().parents[3] / "shared" / "data" / "koumura-bird0" / "annotations.csv"
 
@@ -306,3 +306,19 @@ def test_source_errors(tmp_path: Path) -> None:
     (tmp_path / "ragged.csv").write_text('file,onset_s,offset_s,label\n"a.wav,1,2,a\n')
     with pytest.raises(AnnotationError, match=r"ragged\.csv: cannot parse as CSV"):
         read_annotations(tmp_path / "ragged.csv", "csv", "label")
+
+
+def test_label_column_problem_reads_headers_only_and_names_the_columns(tmp_path: Path) -> None:
+    (tmp_path / "ann.csv").write_text("wav_file,onset_s,offset_s,label\nWave/0.wav,1.07,1.154,0\n")
+    assert label_column_problem(tmp_path / "ann.csv", "csv", "label") is None
+    assert label_column_problem(tmp_path / "ann.csv", "csv", "species") == (
+        f"'species' is not a column of {tmp_path / 'ann.csv'}; "
+        "columns are ['wav_file', 'onset_s', 'offset_s', 'label']")
+    tables = tmp_path / "raven"
+    _tsv(tables / "a.Table.1.selections.txt", [*RAVEN_HEADER, "Type"], [[1, "Spectrogram 1", 1, 0.1, 0.2, 0, 1, "x"]])
+    _tsv(tables / "b.Table.1.selections.txt", [*RAVEN_HEADER, "Type"], [])
+    problem = label_column_problem(tables, "raven", "Species")
+    assert problem.startswith("'Species' is not a column of any of the 2 raven")
+    _tsv(tables / "c.Table.1.selections.txt", [*RAVEN_HEADER, "Species"], [])
+    assert label_column_problem(tables, "raven", "Species") is None  # one table has it: the others are reported later
+    assert label_column_problem(tmp_path, "notmat", "anything") is None  # one label per note, no column

@@ -14,9 +14,9 @@ from quagga.tables import write_table
 from quagga.tiles.store import TileItem, write_store
 
 
-def test_metrics_json_content(tmp_path: Path) -> None:
+def write_inputs(tmp_path: Path, n: int = 90) -> None:
+    """A store of ``n`` tiles in 3 labels, clusters matching them but for item i00 ("a" in b's), and latents."""
     rng = np.random.default_rng(0)
-    n = 90
     labels = np.array(["a", "b", "c"])[np.arange(n) % 3]
     items = [
         TileItem(f"i{k:02d}", np.clip(0.1 + 0.3 * (k % 3) + rng.normal(0, 0.02, (8, 8)), 0, 1), {"label": labels[k]})
@@ -33,6 +33,10 @@ def test_metrics_json_content(tmp_path: Path) -> None:
     z = np.eye(3)[np.arange(n) % 3] + rng.normal(0, 0.05, (n, 3))
     write_table(pd.DataFrame({"item_id": ids, **{f"z_{d}": z[:, d] for d in range(3)}}), tmp_path / "latents.parquet")
 
+
+def test_metrics_json_content(tmp_path: Path) -> None:
+    n = 90
+    write_inputs(tmp_path, n)
     params = EvaluateParams(bootstrap=50, few_label_repeats=2)
     metrics = evaluate_dataset(tmp_path / "tiles", tmp_path / "clusters.parquet", tmp_path / "latents.parquet", params)
     json.dumps(metrics)  # plain JSON values only

@@ -130,3 +130,16 @@ def test_original_crop_keeps_colour_and_context(tmp_path: Path) -> None:
     crops, problems = image_crops(items, tmp_path)
     assert crops[0] == uri and crops[1] == "" and crops[2].startswith("data:image/jpeg;base64,")
     assert len(problems) == 1 and problems[0].startswith("missing.png: no original crops")
+
+
+def test_original_crop_of_a_multi_page_tiff_is_from_the_configured_page(tmp_path: Path) -> None:
+    import tifffile
+
+    pages = np.stack([np.full((40, 60, 3), (255 * (k == 0), 255 * (k == 1), 255 * (k == 2)), np.uint8)
+                      for k in range(3)])  # page 0 red, page 1 green, page 2 blue
+    tifffile.imwrite(tmp_path / "stack.tif", pages, photometric="rgb")
+    items = pd.DataFrame({"source": ["stack.tif"], "xmin": [10], "ymin": [10], "xmax": [30], "ymax": [30]})
+    for page, channel in ((0, 0), (2, 2)):
+        crops, problems = image_crops(items, tmp_path, page)
+        crop = np.asarray(Image.open(io.BytesIO(_decode(crops[0]))))
+        assert problems == [] and crop[..., channel].mean() > 200 and np.delete(crop, channel, -1).mean() < 40

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_report_html import HOSTILE_LABEL, N, _make_inputs
+from test_report_html import HOSTILE_LABEL, N, _make_inputs, label_next_ids, with_predictions
 
 from quagga.report import build_report
 
@@ -133,3 +133,66 @@ def test_colour_by_switches_the_point_colours(page) -> None:
     after = page.evaluate("() => Bokeh.documents[0].get_model_by_name('points').data.colour.slice()")
     label = page.evaluate("() => Bokeh.documents[0].get_model_by_name('points').data.colour_label")
     assert after == label and after != before
+
+
+@pytest.fixture()
+def predicted_page(browser: object, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest):
+    """The report of a run with predicted labels and corrections, open at its top."""
+    root = tmp_path_factory.mktemp("browser-predicted")
+    path = build_report(**with_predictions(_make_inputs(root), root))
+    context = browser.new_context(viewport={"width": 1300, "height": 1000}, accept_downloads=True)
+    page = context.new_page()
+    page.errors = []
+    page.on("pageerror", lambda e: page.errors.append(str(e)))
+    page.on("dialog", lambda d: page.errors.append(f"dialog opened: {d.message}"))
+    page.goto(path.as_uri())
+    page.wait_for_function(READY)
+    page.label_next = label_next_ids(root)
+    yield page
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=False)
+    context.close()
+
+
+def test_the_summary_is_first_and_above_the_fold(predicted_page) -> None:
+    first = predicted_page.evaluate("() => document.querySelector('section').id")
+    box = predicted_page.locator("#overview").bounding_box()
+    assert first == "overview" and box["y"] + box["height"] <= 1000  # whole, without scrolling
+    assert predicted_page.get_by_text("V-measure against the labels").is_visible()
+    assert not predicted_page.get_by_text("tiles.n_fft").is_visible()  # parameters folded at the end
+    predicted_page.locator("#summary summary").click()
+    assert predicted_page.get_by_text("tiles.n_fft").is_visible()
+
+
+def test_colour_by_predicted_label(predicted_page) -> None:
+    points = "Bokeh.documents[0].get_model_by_name('points').data"
+    options = predicted_page.evaluate("() => Bokeh.documents[0].get_model_by_name('colour-by').options")
+    assert options[:3] == ["cluster", "label", "predicted"] and "predicted_probability" in options
+    predicted_page.evaluate("() => { Bokeh.documents[0].get_model_by_name('colour-by').value = 'predicted'; }")
+    colours = predicted_page.evaluate(f"() => {points}.colour.slice()")
+    data = predicted_page.evaluate(f"() => ({{predicted: {points}.predicted, label: {points}.label, "
+                                   f"by_label: {points}.colour_label, by_predicted: {points}.colour_predicted}})")
+    assert colours == data["by_predicted"] != data["by_label"]
+    # one palette for both: an item predicted as its own label has the same colour either way
+    same = [i for i in range(N) if data["predicted"][i] == data["label"][i]]
+    assert same and all(data["by_label"][i] == data["by_predicted"][i] for i in same)
+    assert predicted_page.errors == []
+
+
+def test_label_next_list_plays_its_sound_and_downloads_as_csv(predicted_page) -> None:
+    section = predicted_page.locator("#label_next")
+    section.scroll_into_view_if_needed()
+    player = section.locator("audio").first
+    player.evaluate("a => { window.played = false; a.addEventListener('playing', () => { window.played = true; }); }")
+    player.evaluate("a => a.play()")
+    predicted_page.wait_for_function("() => window.played === true", timeout=5000)
+    predicted_page.wait_for_function("() => document.querySelector('#label_next audio').currentTime > 0",
+                                     timeout=5000)
+    with predicted_page.expect_download() as download:
+        predicted_page.get_by_role("button", name="Download this list as CSV").click()
+    assert download.value.suggested_filename.endswith("-label-next.csv")  # the browser makes the name safe
+    rows = list(csv.DictReader(io.StringIO(Path(download.value.path()).read_text())))
+    assert [r["item_id"] for r in rows] == predicted_page.label_next
+    assert list(rows[0]) == ["item_id", "label", "predicted_label", "probability", "cluster", "source"]
+    assert rows[2]["predicted_label"] == HOSTILE_LABEL  # data, intact, never run
+    assert predicted_page.errors == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -291,3 +292,108 @@ def test_store_without_labels_and_unmatched_items(tmp_path: Path, caplog: pytest
     assert "No item has a human label" in _section(page, "labels")
     assert not (kwargs["out_dir"] / "contact_sheet.png").exists()
     assert re.findall(r"<td>(i\d)</td>", _section(page, "anomalies")) == ["i5", "i4", "i3", "i2", "i1"]
+
+
+def with_predictions(kwargs: dict[str, Any], root: Path) -> dict[str, Any]:
+    """``kwargs`` of _make_inputs plus the evaluate stage's predicted labels and corrections summary: every
+    fourth item labelled for the classifier but none in cluster 2, probabilities falling with the item number
+    (item059 least sure)."""
+    ids = [f"item{i:03d}" for i in range(N)]
+    truth = [LABELS[i % 3] for i in range(N)]
+    predicted = pd.DataFrame({
+        "item_id": ids, "label": [None if i % 10 == 0 else truth[i] for i in range(N)],
+        "predicted_label": [LABELS[(i + (i == 58)) % 3] for i in range(N)],
+        "probability": np.linspace(0.99, 0.3, N).round(4), "labelled": [i % 4 == 0 and i % 3 != 2 for i in range(N)],
+    })
+    predicted.loc[0, "label"] = "corrected"  # as a labels_corrections file left it
+    predicted.to_csv(root / "predicted_labels.csv", index=False)
+    metrics = {**METRICS, "propagation": {
+        "classifier": "label_spreading", "features": "embedding",
+        "cv_balanced_accuracy": {"label_spreading on embedding": 0.95, "knn on latents": 0.9},
+        "n_labelled": 20, "n_predicted": N, "keep_percent": 30, "hidden": {"n": 34, "accuracy": 0.9,
+                                                                            "balanced_accuracy": 0.88}}}
+    metrics["corrections"] = {
+        "file": "fix <b>.csv", "n_rows": 4, "n_changed": 1, "n_added": 0, "n_unchanged": 1, "n_problems": 2,
+        "n_unknown_ids": 1, "before": {**{k: METRICS[k] for k in ("n_labels", "n_unlabelled")}, "v_measure": 0.7,
+                                       "homogeneity": 0.8, "completeness": 0.6, "ari": 0.5, "ami": 0.6},
+        "problems": [{"line": "3", "item_id": "item005", "label": "", "problem": "empty label: kept"},
+                     {"line": "", "item_id": HOSTILE_LABEL, "label": "x", "problem": "item_id not in the tile store"}],
+    }
+    write_json(metrics, root / "metrics.json")
+    params = ReportParams(n_examples=5, label_next=4)
+    return {**kwargs, "predicted_path": root / "predicted_labels.csv", "params": params}
+
+
+def label_next_ids(root: Path) -> list[str]:
+    """What the label-next list of ``with_predictions`` holds: cluster 2's most typical item, then the least
+    certain of the items not labelled."""
+    clusters = pd.read_parquet(root / "clusters.parquet")
+    typical = clusters[clusters["cluster"] == 2].sort_values("probability")["item_id"].iloc[-1]
+    unlabelled = [f"item{i:03d}" for i in range(N - 1, -1, -1) if not (i % 4 == 0 and i % 3 != 2)]
+    return [typical, *[i for i in unlabelled if i != typical][:3]]
+
+
+@pytest.fixture(scope="module")
+def predicted_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, list[str]]:
+    root = tmp_path_factory.mktemp("predicted")
+    return build_report(**with_predictions(_make_inputs(root), root)).read_text(encoding="utf-8"), label_next_ids(root)
+
+
+def test_summary_comes_first_and_parameters_last_folded(predicted_report: tuple[str, list[str]]) -> None:
+    predicted_report, _ = predicted_report
+    sections = re.findall(r'<section id="(\w+)">', predicted_report)
+    assert sections[0] == "overview" and sections[-1] == "summary"
+    assert sections.index("embedding") < sections.index("metrics") < sections.index("mislabelled") \
+        < sections.index("label_next") < sections.index("gallery")
+    overview = _section(predicted_report, "overview")
+    for fact in ("<td>items on the map</td><td>60</td>", "<td>labelled items</td><td>55 in 4 labels</td>",
+                 "<td>clusters</td><td>3</td>", "<td>noise items</td><td>7 (11.7%)</td>",
+                 "<td>V-measure against the labels</td><td>0.777 (95 % interval 0.701 to 0.853)</td>",
+                 "<td>skipped inputs</td><td>2</td>", "<td>labels corrected</td><td>1 (V-measure 0.700 before"):
+        assert fact in overview, fact
+    assert "label spreading on embedding from 20 labelled items (cross-validated balanced accuracy 0.950); with 30 %" \
+           " of the labels kept, balanced accuracy 0.880 on the 34 hidden" in overview
+    assert _section(predicted_report, "summary").startswith("<h2>Run details</h2>\n<details><summary>")
+
+
+def test_label_next_lists_an_unlabelled_cluster_then_the_least_certain(predicted_report: tuple[str, list[str]]) -> None:
+    predicted_report, expected = predicted_report
+    section = _section(predicted_report, "label_next")
+    assert re.findall(r"<td>(item\d{3})</td>", section) == expected
+    assert re.findall(r"<td>(a cluster without labels|least certain)</td>", section) == [
+        "a cluster without labels", "least certain", "least certain", "least certain"]
+    assert section.count('<audio controls preload="none" src="data:audio/ogg;base64,') == 4
+    assert section.count('<img class="tiles"') == 4
+    data = re.search(r'<script type="application/json" id="quagga-label-next-data">(.*?)</script>', section, re.S)
+    rows = json.loads(data.group(1))
+    assert [r[0] for r in rows] == expected
+    assert rows[2] == ["item058", "chirp", HOSTILE_LABEL, "0.3117", 1, "rec2.wav"]  # item_id,label first
+    assert rows[1][1] == HOSTILE_LABEL  # data, as it was
+    assert "\\u003cscript\\u003e" in data.group(1)
+    assert HOSTILE_LABEL not in predicted_report  # the JSON escapes < and >, so no tag closes the script
+
+
+def test_corrections_section_shows_counts_agreement_before_after_and_problems(
+    predicted_report: tuple[str, list[str]],
+) -> None:
+    predicted_report, _ = predicted_report
+    section = _section(predicted_report, "corrections")
+    assert "lasso" in section and "labels_corrections: path/to/file.csv" in section
+    assert "1 labels corrected (0 of them given to items that had none) from fix &lt;b&gt;.csv (4 rows" in section
+    assert "<td>v_measure</td><td class=num>0.7000</td><td class=num>0.7775</td>" in section
+    assert "<td>3</td><td>item005</td><td></td><td>empty label: kept</td>" in section
+    assert "<td>&lt;script&gt;alert(1)&lt;/script&gt;</td><td>x</td><td>item_id not in the tile store</td>" in section
+    assert '"corrected"' in _section(predicted_report, "embedding")  # the map shows the corrected label
+
+
+def test_the_template_is_package_data() -> None:
+    """An installed (not editable) quagga finds its page template: pyproject ships templates/*.j2."""
+    import fnmatch
+    import importlib.resources
+    import tomllib
+
+    from quagga.report.html import TEMPLATE
+
+    assert (importlib.resources.files("quagga.report") / "templates" / TEMPLATE).is_file()
+    shipped = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert any(fnmatch.fnmatch(f"templates/{TEMPLATE}", p) for p in shipped["package-data"]["quagga.report"])

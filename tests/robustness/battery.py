@@ -503,6 +503,10 @@ CONFIG_CASES = [
      "run_datasets: ['nope'] are not datasets; the datasets are ['a']"),
     ("input path missing", "audio.recordings: data/nowhere", _set("datasets.a.audio.recordings", "data/nowhere"),
      "datasets.a.audio.recordings: 'data/nowhere' -> {workdir}/data/nowhere does not exist"),
+    ("unknown label column", "label_column: species, the table has 'label'",
+     _set("datasets.a.audio.label_column", "species"),
+     "datasets.a.audio.label_column: 'species' is not a column of {workdir}/data/audio/calls.csv; "
+     "columns are ['file', 'onset_s', 'offset_s', 'label']"),
     ("augmentation for audio", "train.augment: dihedral on spectrograms", _set("datasets.a.train.augment", "dihedral"),
      "datasets.a.train.augment: 'dihedral' turns tiles, but spectrogram axes are time and frequency"),
     ("YAML syntax error", "an unclosed bracket in config.yaml", None,
@@ -514,8 +518,6 @@ CONFIG_CASES = [
 STOPPING = [
     ("dataset with no usable items", "no-usable-items", "every recording unreadable or missing",
      "quagga tiles: no usable items for results/no-usable-items/tiles: "),
-    ("unknown label column", "unknown-label-column", "label_column: species, the table has 'label'",
-     "label column 'species' not found; columns are ['file', 'onset_s', 'offset_s', 'label']"),
 ]
 
 

@@ -52,6 +52,12 @@ def input_tables(wildcards):
     return [section[k] for k in keys if section.get(k) and not section[k].endswith("/")]
 
 
+def labels_corrections(wildcards):
+    """The dataset's label corrections, if any: an input of evaluate only (editing it reruns evaluate and report)."""
+    path = config["datasets"][wildcards.dataset].get("labels_corrections")
+    return [path] if path else []
+
+
 def shard_stores(wildcards):
     """The shard stores a sharded dataset's tile store is merged from, in shard order."""
     return [f"{RESULTS}/{wildcards.dataset}/tiles.shards/{k}" for k in range(SHARDS[wildcards.dataset])]

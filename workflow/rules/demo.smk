@@ -13,4 +13,4 @@ rule demo_data:
     conda:
         ENV
     shell:
-        "python -m quagga demo-data --out {params.out} --seed {params.seed} 2> {log}"
+        "python -m quagga demo-data --out {params.out:q} --seed {params.seed:q} 2> {log:q}"

@@ -18,8 +18,8 @@ rule embed:
     conda:
         ENV
     shell:
-        "python -m quagga embed --latents {input.latents} --tiles {input.tiles} --params {params.embed:q}"
-        " --out {output.embedding} --models-dir {params.models} 2> {log}"
+        "python -m quagga embed --latents {input.latents:q} --tiles {input.tiles:q} --params {params.embed:q}"
+        " --out {output.embedding:q} --models-dir {params.models:q} 2> {log:q}"
 
 
 rule cluster:
@@ -39,4 +39,4 @@ rule cluster:
     conda:
         ENV
     shell:
-        "python -m quagga cluster --embedding {input} --params {params.cluster:q} --out {output} 2> {log}"
+        "python -m quagga cluster --embedding {input:q} --params {params.cluster:q} --out {output:q} 2> {log:q}"

@@ -3,8 +3,11 @@ rule evaluate:
         tiles=f"{RESULTS}/{{dataset}}/tiles",
         clusters=f"{RESULTS}/{{dataset}}/clusters.parquet",
         latents=f"{RESULTS}/{{dataset}}/latents.parquet",
+        embedding=f"{RESULTS}/{{dataset}}/embedding.parquet",
+        corrections=labels_corrections,
     output:
-        f"{RESULTS}/{{dataset}}/metrics.json",
+        metrics=f"{RESULTS}/{{dataset}}/metrics.json",
+        predicted=f"{RESULTS}/{{dataset}}/predicted_labels.csv",
     params:
         evaluate=stage_params("evaluate"),
     log:
@@ -14,8 +17,9 @@ rule evaluate:
     conda:
         ENV
     shell:
-        "python -m quagga evaluate --tiles {input.tiles} --clusters {input.clusters} --latents {input.latents}"
-        " --params {params.evaluate:q} --out {output} 2> {log}"
+        "python -m quagga evaluate --tiles {input.tiles:q} --clusters {input.clusters:q} --latents {input.latents:q}"
+        " --embedding {input.embedding:q} --corrections {input.corrections:q} --params {params.evaluate:q}"
+        " --out {output.metrics:q} --predicted {output.predicted:q} 2> {log:q}"
 
 
 rule report:
@@ -26,6 +30,7 @@ rule report:
         embedding=f"{RESULTS}/{{dataset}}/embedding.parquet",
         clusters=f"{RESULTS}/{{dataset}}/clusters.parquet",
         metrics=f"{RESULTS}/{{dataset}}/metrics.json",
+        predicted=f"{RESULTS}/{{dataset}}/predicted_labels.csv",
         curve=f"{RESULTS}/{{dataset}}/models/metrics.csv",
     output:
         report(
@@ -47,6 +52,6 @@ rule report:
     conda:
         ENV
     shell:
-        "python -m quagga report --dataset {wildcards.dataset} --results {params.results}"
+        "python -m quagga report --dataset {wildcards.dataset:q} --results {params.results:q}"
         " --params {params.report:q} --run-info {params.info:q} --source-root={params.sources:q}"
-        " --out {params.out} 2> {log}"
+        " --out {params.out:q} 2> {log:q}"

@@ -48,7 +48,7 @@ rule tiles_shard:
         ENV
     shell:
         "python -m quagga tiles --modality {params.modality:q} --params {params.section:q}"
-        " --settings {input.settings:q} --shard {wildcards.shard}/{params.shards:q} --out {output:q} 2> {log:q}"
+        " --settings {input.settings:q} --shard {wildcards.shard:q}/{params.shards:q} --out {output:q} 2> {log:q}"
 
 
 rule tiles_merge:
@@ -68,4 +68,4 @@ rule tiles_merge:
     conda:
         ENV
     shell:
-        "python -m quagga merge-tiles --out {output} {input:q} 2> {log}"
+        "python -m quagga merge-tiles --out {output:q} {input:q} 2> {log:q}"

@@ -20,8 +20,8 @@ rule train:
     conda:
         ENV
     shell:
-        "{resources.mpi} python -m quagga train --tiles {input} --params {params.train:q} --tiles-params {params.tiles:q} "
-        "--out {params.out} 2> {log}"
+        "{resources.mpi} python -m quagga train --tiles {input:q} --params {params.train:q} --tiles-params {params.tiles:q} "
+        "--out {params.out:q} 2> {log:q}"
 
 
 rule encode:
@@ -43,5 +43,5 @@ rule encode:
     conda:
         ENV
     shell:
-        "python -m quagga encode --tiles {input.tiles} --checkpoint {input.checkpoint}"
-        " --out {output.latents} --examples {output.examples} --seed {params.seed} 2> {log}"
+        "python -m quagga encode --tiles {input.tiles:q} --checkpoint {input.checkpoint:q}"
+        " --out {output.latents:q} --examples {output.examples:q} --seed {params.seed:q} 2> {log:q}"

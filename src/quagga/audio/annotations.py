@@ -42,13 +42,12 @@ from crowsetta.formats.seq.textgrid.classes import IntervalTier
 from crowsetta.formats.seq.textgrid.parse import parse as parse_textgrid
 
 from quagga.audio import io
+from quagga.tables import text_encoding
 
 log = logging.getLogger(__name__)
 
 COLUMNS = ["file", "onset_s", "offset_s", "label", "row"]
 FORMATS = ("csv", "raven", "audacity", "notmat", "textgrid")
-# what quagga reads, plus evsonganaly's .cbin (named by .not.mat files; reported unreadable downstream)
-AUDIO_SUFFIXES = (*io.AUDIO_SUFFIXES, ".cbin")
 
 _RAVEN_TIMES = ("Begin Time (s)", "End Time (s)")
 _RAVEN_FREQS = ("Low Freq (Hz)", "High Freq (Hz)")  # crowsetta's raven format needs them too
@@ -80,13 +79,13 @@ class _Source:
     def recording(self, stem: str) -> str:
         """The recording a per-recording file annotates: a sibling ``stem.<audio suffix>``, else ``stem.wav``."""
         parent = self.path.parent
-        if Path(stem).suffix.lower() in AUDIO_SUFFIXES:
+        if Path(stem).suffix.lower() in io.AUDIO_SUFFIXES:
             name = stem
         else:
             if parent not in self.listings:
                 self.listings[parent] = sorted(p.name for p in parent.iterdir() if p.is_file())
             found = {n[len(stem):].lower(): n for n in self.listings[parent] if n.startswith(stem)}
-            name = next((found[s] for s in AUDIO_SUFFIXES if s in found), f"{stem}.wav")
+            name = next((found[s] for s in io.AUDIO_SUFFIXES if s in found), f"{stem}.wav")
         return (parent / name).relative_to(self.folder).as_posix()
 
 
@@ -132,6 +131,29 @@ def read_annotations(path: str | Path, fmt: str, label_column: str) -> pd.DataFr
     table = pd.concat(parts, ignore_index=True)
     table.attrs["unreadable"] = unreadable
     return table
+
+
+def label_column_problem(path: str | Path, fmt: str, label_column: str) -> str | None:
+    """Why no table at ``path`` has the column ``label_column`` (None if one has, or the format has no label
+    column), from the headers alone: the workflow checks this at start, before any job runs."""
+    if fmt not in ("csv", "raven"):  # audacity, notmat: one label per call; textgrid: the first tier otherwise
+        return None
+    path = Path(path)
+    files = _find_files(path, fmt) if path.is_dir() else [path]
+    headers = []
+    for file in files:
+        try:
+            header = list(pd.read_csv(file, sep="," if fmt == "csv" else "\t", nrows=0,
+                                      encoding=text_encoding(file)).columns)
+        except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError):
+            continue  # an unreadable table is reported by the tiles job, with the rest of its problems
+        if label_column in header:
+            return None
+        headers.append(header)
+    if not headers:
+        return None
+    where = path if len(files) == 1 else f"any of the {len(files)} {fmt} tables in {path}"
+    return f"{label_column!r} is not a column of {where}; columns are {headers[0]}"
 
 
 def _read_one(reader: Callable[[_Source], pd.DataFrame], source: _Source) -> pd.DataFrame:
@@ -197,22 +219,6 @@ def _require(columns: list[str], *names: str) -> None:
 def _require_label(columns: list[str], label_column: str) -> None:
     if label_column not in columns:
         raise _Unreadable(f"label column {label_column!r} not found; columns are {columns}")
-
-
-def text_encoding(path: Path) -> str:
-    """The encoding of a text table: UTF-8 (a byte-order mark, as Excel writes, is dropped), else Windows-1252
-    (what Raven and spreadsheets on Windows write), else Latin-1 (which decodes any bytes)."""
-    data = path.read_bytes()
-    for encoding in ("utf-8-sig", "cp1252"):
-        try:
-            data.decode(encoding)
-        except UnicodeDecodeError:
-            continue
-        if encoding != "utf-8-sig":
-            log.warning("%s is not UTF-8; read as %s", path, encoding)
-        return encoding
-    log.warning("%s is not UTF-8; read as latin-1", path)
-    return "latin-1"
 
 
 def _read_table(path: Path, sep: str, what: str) -> pd.DataFrame:

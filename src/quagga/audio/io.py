@@ -1,8 +1,12 @@
 """Read recordings block by block as one float32 channel at the dataset's sample rate.
 
 soundfile (libsndfile) reads WAV (8/16/24/32-bit int, float), FLAC, OGG, MP3 and more, and can seek, so
-an hours-long recording is read one block at a time, never whole. librosa resamples (soxr). A problem
-that makes the whole file unusable raises AudioReadError; sample-level problems (NaN/Inf, clipping) are
+an hours-long recording is read one block at a time, never whole. EvTAF ``.cbin`` recordings (Bengalese
+finch song from evsonganaly labs, the bfsongrepo) are headerless big-endian 16-bit samples, channels
+interleaved; their sampling rate and channel count are in the ``.rec`` file of the same stem, read with
+``evfuncs.readrecf`` (what vak uses). The samples are memory-mapped, so a block reads only its own bytes
+(``evfuncs.load_cbin`` would read the whole file, one channel). librosa resamples (soxr). A problem that
+makes the whole file unusable raises AudioReadError; sample-level problems (NaN/Inf, clipping) are
 counted per sample so a caller can skip only the calls they touch.
 """
 
@@ -12,6 +16,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+import evfuncs
 import librosa
 import numpy as np
 import soundfile as sf
@@ -19,7 +24,8 @@ import soundfile as sf
 log = logging.getLogger(__name__)
 
 # in order of preference when a recording is matched by its stem
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".w64", ".rf64", ".caf")
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".w64", ".rf64", ".caf", ".cbin")
+CBIN_DTYPE = np.dtype(">i2")  # EvTAF .cbin: big-endian 16-bit signed samples, channels interleaved
 CLIP_LEVEL = 0.999  # |sample| at or above this (of full scale) counts as clipped
 
 
@@ -79,6 +85,8 @@ class AudioBlock:
 def audio_info(path: str | Path) -> AudioInfo:
     """Header of ``path``; raises AudioReadError if it is unreadable or holds no samples."""
     path = Path(path)
+    if path.suffix.lower() == ".cbin":
+        return _cbin_info(path)
     try:
         info = sf.info(str(path), verbose=True)
     except (sf.LibsndfileError, RuntimeError, OSError) as exc:
@@ -90,6 +98,38 @@ def audio_info(path: str | Path) -> AudioInfo:
     if truncated:
         log.warning("%s: truncated file: only %.3f s of audio are present", path, info.frames / info.samplerate)
     return AudioInfo(path, int(info.samplerate), int(info.frames), int(info.channels), str(info.subtype), truncated)
+
+
+def _cbin_info(path: Path) -> AudioInfo:
+    """An EvTAF recording's header: rate and channels from its ``.rec``, length from the file size."""
+    rec = path.with_suffix(".rec")
+    if not rec.is_file():
+        raise AudioReadError(f"no {rec.name} next to it: an EvTAF .cbin's sampling rate is in its .rec file")
+    try:
+        header = evfuncs.readrecf(rec)
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        raise AudioReadError(f"cannot read {rec.name}: {exc}") from exc
+    rate, channels = header.get("sample_freq"), header.get("num_channels")
+    if not rate or not channels or rate <= 0 or channels <= 0:
+        raise AudioReadError(f"{rec.name} gives no sampling rate (ADFREQ) or channel count (Chans)")
+    frames = path.stat().st_size // (CBIN_DTYPE.itemsize * channels)
+    if frames <= 0:
+        raise AudioReadError("recording has no samples (zero length)")
+    promised = header.get("num_samples", frames)  # EvTAF counts samples per channel
+    truncated = promised > frames
+    if truncated:
+        log.warning("%s: truncated file: only %.3f s of audio are present", path, frames / rate)
+    return AudioInfo(path, int(rate), int(frames), int(channels), "PCM_16", truncated)
+
+
+def _read_frames(info: AudioInfo, first: int, last: int) -> np.ndarray:
+    """Frames ``first:last`` as float32 ``[frames, channels]`` in [-1, 1), as soundfile returns them."""
+    if info.path.suffix.lower() != ".cbin":
+        with sf.SoundFile(str(info.path)) as fh:
+            fh.seek(first)
+            return fh.read(last - first, dtype="float32", always_2d=True)
+    samples = np.memmap(info.path, dtype=CBIN_DTYPE, mode="r", shape=(info.frames, info.channels))
+    return samples[first:last].astype(np.float32) / np.float32(32768)
 
 
 def read_block(
@@ -104,9 +144,7 @@ def read_block(
     first = int(np.clip(round(start_s * info.sample_rate), 0, info.frames))
     last = int(np.clip(round(stop_s * info.sample_rate), first, info.frames))
     try:
-        with sf.SoundFile(str(info.path)) as fh:
-            fh.seek(first)
-            data = fh.read(last - first, dtype="float32", always_2d=True)
+        data = _read_frames(info, first, last)
     except (sf.LibsndfileError, RuntimeError, OSError) as exc:
         raise AudioReadError(f"cannot read audio at {start_s:.3f}-{stop_s:.3f} s (corrupt or truncated file?): "
                              f"{exc}") from exc

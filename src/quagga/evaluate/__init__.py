@@ -1,4 +1,5 @@
-"""Clusters against human labels: agreement scores with intervals, items to re-check, few-label curve."""
+"""Clusters against human labels: agreement scores with intervals, items to re-check, few-label curve, and
+every item's label predicted from the labelled ones. Label corrections from the report apply first."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from sklearn.metrics import accuracy_score, balanced_accuracy_score
 
 from quagga.evaluate.agreement import (
     best_cluster_per_label,
@@ -16,20 +18,43 @@ from quagga.evaluate.agreement import (
     label_agreement,
     likely_mislabelled,
 )
-from quagga.evaluate.few_labels import few_label_curve, pixel_pca
+from quagga.evaluate.corrections import apply_corrections, read_corrections
+from quagga.evaluate.few_labels import few_label_curve, pixel_pca, stratified_rows
+from quagga.evaluate.propagation import propagate
 from quagga.params import EvaluateParams, to_dict
+from quagga.tables import atomic_path
 from quagga.tiles.store import TileStore
 
 log = logging.getLogger(__name__)
 MISLABELLED_MAX = 500  # longer lists are cut in metrics.json (the count stays exact)
 
 
+PREDICTED_COLUMNS = ["item_id", "label", "predicted_label", "probability", "labelled"]
+
+
 def evaluate_dataset(
-    tiles_dir: Path, clusters_path: Path, latents_path: Path | None, params: EvaluateParams
+    tiles_dir: Path, clusters_path: Path, latents_path: Path | None, params: EvaluateParams,
+    corrections_path: Path | None = None, predicted_path: Path | None = None, embedding_path: Path | None = None,
 ) -> dict[str, Any]:
-    """Everything ``metrics.json`` holds for one dataset (plain JSON values)."""
+    """Everything ``metrics.json`` holds for one dataset (plain JSON values).
+
+    ``corrections_path``: a CSV of item_id,label whose labels replace the annotations' everywhere below.
+    ``predicted_path``: where to write every item's predicted label (``PREDICTED_COLUMNS``; no rows when no
+    two labels or no latents are there to predict from), predicted from the latents and, if given, the
+    n-D embedding at ``embedding_path`` (label propagation picks the better by cross-validation).
+    """
     store = TileStore(tiles_dir)
-    table = store.index[["item_id", "label"]].merge(pd.read_parquet(clusters_path), on="item_id", how="inner")
+    items = store.index[["item_id", "label"]].astype({"item_id": str, "label": "string"})
+    clusters = pd.read_parquet(clusters_path)
+    corrections = None
+    if corrections_path is not None:
+        corrected, corrections = apply_corrections(items, read_corrections(corrections_path))
+        before = items.merge(clusters, on="item_id", how="inner")
+        corrections["before"] = label_agreement(before["label"], before["cluster"])
+        items = items.assign(label=corrected.to_numpy())
+        log.info("%d labels corrected from %s (%d rows, %d problems)", corrections["n_changed"], corrections_path,
+                 corrections["n_rows"], corrections["n_problems"])
+    table = items.merge(clusters, on="item_id", how="inner")
     metrics: dict[str, Any] = label_agreement(table["label"], table["cluster"])
     if params.bootstrap:
         metrics["intervals"] = bootstrap_intervals(table["label"], table["cluster"], params.bootstrap, seed=params.seed)
@@ -48,9 +73,59 @@ def evaluate_dataset(
     metrics["likely_mislabelled"] = flagged.head(MISLABELLED_MAX).to_dict(orient="records")
     if latents_path is not None and params.few_label_repeats and labelled["label"].nunique() >= 2:
         metrics["few_label_curve"] = _curve(store, labelled, Path(latents_path), params).to_dict(orient="records")
+    predicted = pd.DataFrame(columns=PREDICTED_COLUMNS)
+    if latents_path is not None and labelled["label"].nunique() >= 2:
+        predicted, metrics["propagation"] = _propagation(items, Path(latents_path), embedding_path, params)
+    if corrections is not None:
+        metrics["corrections"] = corrections
+    if predicted_path is not None:
+        with atomic_path(predicted_path) as tmp:
+            predicted.to_csv(tmp, index=False)
     metrics["n_skipped"] = len(store.skipped)
     metrics["evaluate_params"] = to_dict(params)
     return metrics
+
+
+def _propagation(
+    items: pd.DataFrame, latents_path: Path, embedding_path: Path | None, params: EvaluateParams
+) -> tuple[pd.DataFrame, dict]:
+    """Every item's label predicted from the labelled ones, and the summary metrics.json keeps.
+
+    With ``propagation_keep_percent``, all but that share of each label's items are hidden (seeded draw)
+    before training, and the predictions of the hidden items are scored against their labels.
+    """
+    table = items.merge(pd.read_parquet(latents_path).astype({"item_id": str}), on="item_id", how="inner")
+    features = {"latents": table.filter(regex=r"^z_\d+$").to_numpy(dtype=np.float32)}
+    if embedding_path is not None:
+        embedding = pd.read_parquet(embedding_path).astype({"item_id": str}).set_index("item_id")
+        columns = embedding.filter(regex=r"^u_\d+$").columns
+        if len(columns) and table["item_id"].isin(embedding.index).all():
+            features["embedding"] = embedding.loc[table["item_id"], columns].to_numpy(dtype=np.float32)
+    known = np.flatnonzero(table["label"].notna().to_numpy())
+    train = table["label"].copy()
+    summary: dict[str, Any] = {}
+    if params.propagation_keep_percent is not None:
+        kept = stratified_rows(table["label"].iloc[known].astype(str).to_numpy(),
+                               params.propagation_keep_percent / 100, np.random.default_rng(params.seed))
+        hidden = np.setdiff1d(known, known[kept])
+        train.iloc[hidden] = pd.NA
+        summary["keep_percent"] = params.propagation_keep_percent
+    result = propagate(features, train.tolist(), seed=params.seed)
+    predicted = pd.DataFrame({
+        "item_id": table["item_id"], "label": table["label"], "predicted_label": result.predicted,
+        "probability": result.probability.round(4), "labelled": train.notna().to_numpy(),
+    }, columns=PREDICTED_COLUMNS)
+    summary.update({"classifier": result.classifier, "features": result.features,
+                    "cv_balanced_accuracy": result.cv_balanced_accuracy,
+                    "n_labelled": int(train.notna().sum()), "n_predicted": len(predicted)})
+    if params.propagation_keep_percent is not None:
+        truth = table["label"].iloc[hidden].astype(str).to_numpy()
+        guess = result.predicted[hidden]
+        summary["hidden"] = {"n": len(hidden), "accuracy": float(accuracy_score(truth, guess)),
+                             "balanced_accuracy": float(balanced_accuracy_score(truth, guess))}
+        log.info("propagation from %g %% of the labels: balanced accuracy %.3f on the %d hidden",
+                 params.propagation_keep_percent, summary["hidden"]["balanced_accuracy"], len(hidden))
+    return predicted, summary
 
 
 def _curve(store: TileStore, labelled: pd.DataFrame, latents_path: Path, params: EvaluateParams) -> pd.DataFrame:

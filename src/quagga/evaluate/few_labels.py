@@ -39,7 +39,7 @@ def pixel_pca(tiles: np.ndarray, rows: np.ndarray, n_components: int) -> np.ndar
     return np.concatenate([pca.transform(flat(batch)) for batch in batches]).astype(np.float32)
 
 
-def _train_rows(labels: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
+def stratified_rows(labels: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
     """A stratified draw of ``fraction`` of each label's items (at least one each, and one left to score)."""
     rows = []
     for label in np.unique(labels):
@@ -77,7 +77,7 @@ def few_label_curve(
     rows = []
     for fraction in fractions:
         for repeat in range(repeats):
-            train = _train_rows(y, fraction, rng)
+            train = stratified_rows(y, fraction, rng)
             test = np.setdiff1d(np.arange(len(y)), train)
             smallest_class = int(np.unique(y[train], return_counts=True)[1].min())
             for feature_name, x in features.items():

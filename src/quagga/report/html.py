@@ -1,9 +1,14 @@
-"""Assemble a dataset's report: one self-contained HTML page.
+"""Assemble a dataset's report: one self-contained HTML page, rendered from a Jinja2 template.
 
-All tables are joined on ``item_id``. Figures are inline base64 PNGs and the style sheet is inline, so
-the page can be mailed or archived as one file and references nothing outside itself. Every string that
-comes from data or config (labels, file names, parameters, reasons) goes through ``html.escape``: a
-hostile label is shown as text and never run. Only ``Markup`` built here from escaped parts is trusted.
+Python computes what each section shows (tables of plain values, figures and tiles as data URIs, sound
+clips); the page's structure, order and style live in ``templates/report.html.j2``, which a lab can
+restyle without touching this file. The template environment escapes every value it prints (autoescape,
+through ``html.escape``), so a label, file name or parameter from the data is shown as text and never
+run; only Bokeh's own output is marked safe. Figures are inline base64 PNGs and the style sheet is
+inline, so the page can be mailed or archived as one file and references nothing outside itself.
+
+All tables are joined on ``item_id``. With ``predicted_labels.csv`` (the evaluate stage's), the labels
+shown are the corrected ones and every item also carries its predicted label.
 """
 
 from __future__ import annotations
@@ -14,14 +19,18 @@ import json
 import logging
 import math
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import jinja2
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
+from markupsafe import Markup
 
 from quagga import __version__
+from quagga.evaluate.propagation import label_next
 from quagga.params import ReportParams
 from quagga.report import figures, interactive
 from quagga.tables import atomic_path, read_table_params
@@ -34,13 +43,17 @@ SKIPPED_ROWS_MAX = 500  # a longer skipped list is cut here; the full list stays
 GALLERY_PX = 64  # tile side in galleries and tables
 CONTACT_SHEET_FILE = "contact_sheet.png"  # next to index.html: the tiles of every label, to check by eye
 DETAIL_PX = 128  # tile side for reconstructions, prior samples and interpolations
+TEMPLATE = "report.html.j2"
 
+# the page's sections in order: the answer first, the parameters last
 SECTIONS: tuple[tuple[str, str], ...] = (
-    ("summary", "Run summary"),
+    ("overview", "Summary"),
+    ("embedding", "Map"),
     ("metrics", "Label agreement"),
-    ("embedding", "Embedding"),
     ("contingency", "Labels by cluster"),
     ("mislabelled", "Likely mislabelled items"),
+    ("label_next", "Label next"),
+    ("corrections", "Correcting labels"),
     ("few_labels", "Few-label classifier"),
     ("labels", "Tiles per label"),
     ("gallery", "Cluster gallery"),
@@ -48,6 +61,7 @@ SECTIONS: tuple[tuple[str, str], ...] = (
     ("anomalies", "Most anomalous items"),
     ("training", "Training curves"),
     ("skipped", "Skipped inputs"),
+    ("summary", "Run details"),
 )
 
 _METRICS: tuple[tuple[str, str], ...] = (
@@ -62,20 +76,32 @@ _METRICS: tuple[tuple[str, str], ...] = (
     ("ari", "adjusted Rand index: pairwise agreement beyond chance"),
     ("ami", "adjusted mutual information: shared information beyond chance"),
 )
-
-_CSS = """
-body { font-family: system-ui, sans-serif; margin: 1.5em auto; max-width: 1200px; padding: 0 1em; }
-h1 { margin-bottom: 0.2em; } h2 { border-bottom: 1px solid #ccc; padding-bottom: 0.2em; margin-top: 1.8em; }
-nav a { margin-right: 1em; } .note { color: #555; font-style: italic; }
-table { border-collapse: collapse; margin: 0.5em 0; font-size: 0.9em; }
-th, td { border: 1px solid #ddd; padding: 0.25em 0.6em; text-align: left; vertical-align: middle; }
-th { background: #f3f3f3; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
-img { max-width: 100%; } img.tiles { image-rendering: pixelated; }
-"""
+_BEFORE_AFTER = ("n_labels", "n_unlabelled", "homogeneity", "completeness", "v_measure", "ari", "ami")
 
 
-class Markup(str):
-    """HTML built here from escaped parts; any other string is escaped before it reaches the page."""
+@dataclass(frozen=True)
+class Image:
+    """A picture in the page (a PNG as a data URI); ``tiles``: drawn pixelated, as tiles are."""
+
+    src: str
+    alt: str
+    tiles: bool = False
+
+
+@dataclass(frozen=True)
+class Clip:
+    """A sound clip (an Ogg data URI) with a player."""
+
+    src: str
+
+
+@dataclass(frozen=True)
+class Table:
+    """Columns and rows of plain values, Images or Clips; ``numeric``: indices of right-aligned columns."""
+
+    columns: list[str]
+    rows: list[list[object]]
+    numeric: frozenset[int] = frozenset()
 
 
 def _text(value: object) -> str:
@@ -86,31 +112,29 @@ def _text(value: object) -> str:
     return str(value)
 
 
-def _esc(value: object) -> str:
-    return value if isinstance(value, Markup) else html.escape(_text(value))
+def _finalize(value: object) -> object:
+    """Every value the template prints: as text (missing as n/a), escaped, unless already markup."""
+    return value if isinstance(value, Markup) else Markup(html.escape(_text(value)))
 
 
-def _p(text: object, cls: str = "") -> Markup:
-    return Markup(f'<p class="{cls}">{_esc(text)}</p>' if cls else f"<p>{_esc(text)}</p>")
+_ENV = jinja2.Environment(
+    loader=jinja2.PackageLoader("quagga.report", "templates"),
+    autoescape=True,
+    finalize=_finalize,
+    trim_blocks=True,
+    lstrip_blocks=True,
+    keep_trailing_newline=True,
+)
+_ENV.tests.update(image=lambda v: isinstance(v, Image), clip=lambda v: isinstance(v, Clip))
 
 
-def _img(png: bytes, alt: str, tiles: bool = False) -> Markup:
-    data = base64.b64encode(png).decode("ascii")
-    cls = ' class="tiles"' if tiles else ""
-    return Markup(f'<img{cls} src="data:image/png;base64,{data}" alt="{html.escape(alt)}">')
+def _img(png: bytes, alt: str, tiles: bool = False) -> Image:
+    return Image("data:image/png;base64," + base64.b64encode(png).decode("ascii"), alt, tiles)
 
 
-def _table(columns: Sequence[str], rows: Iterable[Sequence[object]], numeric: Sequence[str] = ()) -> Markup:
-    """An HTML table; cells are escaped unless they are ``Markup``; ``numeric`` columns align right."""
-    head = "".join(f"<th>{_esc(c)}</th>" for c in columns)
-    right = [c in numeric for c in columns]
-    body = "".join(
-        "<tr>"
-        + "".join(f"<td{' class=num' if r else ''}>{_esc(v)}</td>" for v, r in zip(row, right, strict=True))
-        + "</tr>"
-        for row in rows
-    )
-    return Markup(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+def _table(columns: Sequence[str], rows: Iterable[Sequence[object]], numeric: Sequence[str] = ()) -> Table:
+    right = frozenset(i for i, c in enumerate(columns) if c in numeric)
+    return Table(list(columns), [list(row) for row in rows], right)
 
 
 def _flatten(data: Mapping[str, Any], prefix: str = "") -> list[tuple[str, object]]:
@@ -163,6 +187,22 @@ def join_items(
     return joined.reset_index(drop=True)
 
 
+def with_predictions(items: pd.DataFrame, predicted_path: Path | None) -> pd.DataFrame:
+    """``items`` with the evaluate stage's labels (corrections applied) and predicted labels, when written:
+    columns label, predicted_label, predicted_probability, labelled."""
+    if predicted_path is None or not Path(predicted_path).is_file():
+        return items
+    predicted = pd.read_csv(predicted_path, dtype={"item_id": str, "label": "string", "predicted_label": "string"},
+                            keep_default_na=False, na_values={"label": [""], "predicted_label": [""]})
+    if predicted.empty:
+        return items
+    predicted = predicted.rename(columns={"probability": "predicted_probability", "label": "corrected"})
+    joined = items.merge(predicted, on="item_id", how="left", validate="one_to_one")
+    joined["label"] = joined.pop("corrected").fillna(joined["label"])  # corrections replace or add, never remove
+    joined["labelled"] = joined["labelled"].astype("boolean").fillna(False).astype(bool)
+    return joined
+
+
 def subsample_per_cluster(items: pd.DataFrame, max_points: int, seed: int = SUBSAMPLE_SEED) -> pd.DataFrame:
     """At most about ``max_points`` rows, drawn per cluster in proportion, so small clusters stay visible.
 
@@ -200,22 +240,76 @@ def _clips(store: TileStore, rows: Sequence[int], source_root: Path | None) -> t
     return interactive.audio_clips(times.reset_index(drop=True), Path(source_root))
 
 
-def _player(clip: str) -> Markup | str:
-    return Markup(f'<audio controls preload="none" src="{clip}"></audio>') if clip else ""
+def _tile_table(
+    store: TileStore, top: pd.DataFrame, columns: Sequence[str], cells: Sequence[Sequence[object]],
+    numeric: Sequence[str], source_root: Path | None, origin: str, cmap: str, at: int = 0,
+) -> Table:
+    """``columns`` and ``cells`` of the items ``top`` with each row's tile and sound inserted at column ``at``
+    (no sound column when no item has one)."""
+    clips, _ = _clips(store, top["tile_row"].to_numpy(), source_root)
+    tiles = _tiles(store, top["tile_row"])
+    media = [
+        [_img(figures.tile_grid([tile[None]], origin, cmap, GALLERY_PX), f"item {item_id}", True)]
+        + ([Clip(clip) if clip else ""] if any(clips) else [])
+        for tile, clip, item_id in zip(tiles, clips, top["item_id"], strict=True)
+    ]
+    head = ["tile", "sound"] if any(clips) else ["tile"]
+    return _table([*columns[:at], *head, *columns[at:]],
+                  [[*row[:at], *extra, *row[at:]] for row, extra in zip(cells, media, strict=True)], numeric)
 
 
 def _chunks(arr: np.ndarray, size: int) -> list[np.ndarray]:
     return [arr[i : i + size] for i in range(0, len(arr), max(size, 1))]
 
 
-def _summary(
-    dataset: str,
-    modality: str,
-    store: TileStore,
-    items: pd.DataFrame,
-    skipped: pd.DataFrame,
+def _share(n: int, total: int) -> str:
+    return f"{n} ({n / max(total, 1):.1%})"
+
+
+def _overview(items: pd.DataFrame, metrics: Mapping[str, Any], skipped: pd.DataFrame) -> dict[str, Any]:
+    """The one-screen answer: what was there, what was found, how well it matches the labels."""
+    n_noise = int((items["cluster"] == -1).sum())
+    n_labelled = int(items["label"].notna().sum())
+    v = metrics.get("v_measure")
+    interval = (metrics.get("intervals") or {}).get("v_measure")
+    agreement = "n/a (no labels)" if v is None else f"{v:.3f}" + (
+        f" (95 % interval {interval[0]:.3f} to {interval[1]:.3f})" if interval else "")
+    facts = [
+        ("items on the map", len(items)),
+        ("labelled items", f"{n_labelled} in {items['label'].nunique()} labels"),
+        ("clusters", int(items.loc[items["cluster"] >= 0, "cluster"].nunique())),
+        ("noise items", _share(n_noise, len(items))),
+        ("V-measure against the labels", agreement),
+        ("skipped inputs", len(skipped)),
+    ]
+    corrections = metrics.get("corrections")
+    if corrections:
+        before = corrections["before"].get("v_measure")
+        facts.append(("labels corrected", f"{corrections['n_changed']} (V-measure "
+                      + ("n/a" if before is None else f"{before:.3f}") + " before the corrections)"))
+    propagation = metrics.get("propagation")
+    if propagation:
+        facts.append(("labels predicted", _propagation_text(propagation)))
+    return {"facts": _table(["", "value"], facts)}
+
+
+def _propagation_text(propagation: Mapping[str, Any]) -> str:
+    cv = propagation.get("cv_balanced_accuracy") or {}
+    chosen = f"{propagation['classifier']} on {propagation.get('features', 'latents')}"
+    text = f"every item, by {chosen.replace('_', ' ')} from {propagation['n_labelled']} labelled items"
+    if chosen in cv:
+        text += f" (cross-validated balanced accuracy {cv[chosen]:.3f})"
+    hidden = propagation.get("hidden")
+    if hidden:
+        text += (f"; with {propagation['keep_percent']:g} % of the labels kept, balanced accuracy "
+                 f"{hidden['balanced_accuracy']:.3f} on the {hidden['n']} hidden")
+    return text
+
+
+def _run_details(
+    dataset: str, modality: str, store: TileStore, items: pd.DataFrame, skipped: pd.DataFrame,
     run_info: Mapping[str, Any],
-) -> Markup:
+) -> dict[str, Any]:
     n_noise = int((items["cluster"] == -1).sum())
     facts = [
         ("dataset", dataset),
@@ -226,15 +320,12 @@ def _summary(
         ("labelled items", int(items["label"].notna().sum())),
         ("distinct labels", int(items["label"].nunique())),
         ("clusters", int(items.loc[items["cluster"] >= 0, "cluster"].nunique())),
-        ("noise items", f"{n_noise} ({n_noise / max(len(items), 1):.1%})"),
+        ("noise items", _share(n_noise, len(items))),
         ("skipped inputs", len(skipped)),
     ]
     params = _flatten(run_info) + _flatten(store.tile_params, "tiles.")
-    return Markup(
-        _table(["", "value"], facts)
-        + "<h3>Parameters and versions</h3>"
-        + (_table(["parameter", "value"], params) if params else _p("No parameters were recorded.", "note"))
-    )
+    return {"facts": _table(["", "value"], facts),
+            "params": _table(["parameter", "value"], params) if params else None}
 
 
 def _metric_value(value: object) -> str:
@@ -247,12 +338,12 @@ def _metric_value(value: object) -> str:
     return _text(value)
 
 
-def _metrics(metrics: Mapping[str, Any]) -> Markup:
+def _metrics(metrics: Mapping[str, Any]) -> dict[str, Any]:
     known = dict(_METRICS)
     keys = [k for k, _ in _METRICS if k in metrics]
     keys += sorted(k for k, v in metrics.items() if k not in known and not isinstance(v, Mapping | list))
     if not keys:
-        return _p("No label agreement metrics were computed (no human labels?).", "note")
+        return {"empty": "No label agreement metrics were computed (no human labels?)."}
     note = "same, noise items left out"
     intervals = metrics.get("intervals") or {}
 
@@ -263,37 +354,24 @@ def _metrics(metrics: Mapping[str, Any]) -> Markup:
         (k, _metric_value(metrics[k]), interval(k), known.get(k, note if k.startswith("nonnoise_") else ""))
         for k in keys
     ]
-    table = _table(["metric", "value", "95 % interval", "meaning"], rows, numeric=["value"])
-    if not intervals:
-        return table
-    n_boot = (metrics.get("evaluate_params") or {}).get("bootstrap", "")
-    return Markup(
-        table
-        + _p(
-            f"Intervals: percentile bootstrap over the items ({n_boot} resamples), noise counted as a "
-            "cluster. Two runs whose intervals overlap are not shown to differ.",
-            "note",
-        )
-    )
+    return {"table": _table(["metric", "value", "95 % interval", "meaning"], rows, numeric=["value"]),
+            "n_boot": (metrics.get("evaluate_params") or {}).get("bootstrap", "") if intervals else None}
 
 
 def _embedding(
     dataset: str, store: TileStore, items: pd.DataFrame, params: ReportParams, origin: str,
-    source_root: Path | None,
-) -> tuple[Markup, str]:
+    source_root: Path | None, image_page: int,
+) -> tuple[dict[str, Any], str]:
     """The interactive map (and the static figure under it) plus the page-head resources it needs."""
     shown = subsample_per_cluster(items, params.max_points)
     note = (
-        _p(
-            f"Showing {len(shown)} of {len(items)} points: subsampled per cluster (max_points = "
-            f"{params.max_points}, seed {SUBSAMPLE_SEED}).",
-            "note",
-        )
+        f"Showing {len(shown)} of {len(items)} points: subsampled per cluster (max_points = "
+        f"{params.max_points}, seed {SUBSAMPLE_SEED})."
         if len(shown) < len(items)
-        else _p(f"All {len(items)} points shown. Noise and unlabelled items are grey.", "note")
+        else f"All {len(items)} points shown. Noise and unlabelled items are grey."
     )
     if shown.empty:
-        return note, ""
+        return {"note": note, "problems": [], "map": None}, ""
     shown = shown.reset_index(drop=True)
     thumbs = [interactive.thumbnail_uri(tile, origin) for tile in _tiles(store, shown["tile_row"].tolist())]
     clips, crops, problems = None, None, []
@@ -302,49 +380,39 @@ def _embedding(
         clips, problems = _clips(store, rows, source_root)
     elif source_root is not None and {"xmin", "ymin", "xmax", "ymax"} <= set(store.index.columns):
         boxes = store.index[["xmin", "ymin", "xmax", "ymax"]].iloc[rows].reset_index(drop=True)
-        crops, problems = interactive.image_crops(pd.concat([shown[["source"]], boxes], axis=1), source_root)
+        crops, problems = interactive.image_crops(pd.concat([shown[["source"]], boxes], axis=1), source_root,
+                                                  image_page)
     head, body = interactive.interactive_map(dataset, shown, thumbs, clips, crops)
-    warnings = "".join(_p(problem, "note") for problem in problems)
     png = figures.embedding_scatter(
         shown["x"].to_numpy(), shown["y"].to_numpy(), shown["cluster"].to_numpy(), shown["label"].tolist()
     )
     static = _img(png, "2-D embedding coloured by cluster and by label")
-    return Markup(note + warnings + body + "<h3>Static view</h3>" + static), head
+    predicted = "predicted_label" in shown and shown["predicted_label"].notna().any()
+    return {"note": note, "problems": problems, "map": Markup(body), "static": static,
+            "predicted": predicted}, head
 
 
-def _contingency(metrics: Mapping[str, Any], items: pd.DataFrame) -> Markup:
+def _contingency(metrics: Mapping[str, Any], items: pd.DataFrame) -> dict[str, Any]:
     table = metrics.get("contingency") or {}
     labels, clusters, counts = table.get("labels"), table.get("clusters"), table.get("counts")
     if not (labels and clusters and counts):
         labelled = items.dropna(subset=["label"])
         if labelled.empty:
-            return _p("No labelled items: nothing to compare the clusters with.", "note")
+            return {"empty": "No labelled items: nothing to compare the clusters with."}
         cross = pd.crosstab(labelled["label"], labelled["cluster"])
         labels, clusters, counts = list(cross.index), list(cross.columns), cross.to_numpy()
     png = figures.contingency_heatmap(labels, clusters, np.asarray(counts))
     best = metrics.get("best_cluster_per_label") or []
-    per_label = (
-        _p("Each label's best cluster: the one holding most of its items.", "note")
-        + _table(
-            ["label", "items", "best cluster", "purity", "recall"],
-            [
-                (r["label"], r["n"], "noise" if r["cluster"] == -1 else r["cluster"],
-                 f"{r['purity']:.2f}", f"{r['recall']:.2f}")
-                for r in best
-            ],
-            numeric=["items", "purity", "recall"],
-        )
-        if best
-        else ""
-    )
-    return Markup(
-        _p(
-            "Counts of items per human label (rows) and cluster (columns); colour is the share of the row.",
-            "note",
-        )
-        + _img(png, "contingency table of labels and clusters")
-        + per_label
-    )
+    per_label = _table(
+        ["label", "items", "best cluster", "purity", "recall"],
+        [
+            (r["label"], r["n"], "noise" if r["cluster"] == -1 else r["cluster"], f"{r['purity']:.2f}",
+             f"{r['recall']:.2f}")
+            for r in best
+        ],
+        numeric=["items", "purity", "recall"],
+    ) if best else None
+    return {"heatmap": _img(png, "contingency table of labels and clusters"), "per_label": per_label}
 
 
 def contact_sheet(store: TileStore, items: pd.DataFrame, n_per_label: int, origin: str, cmap: str) -> bytes | None:
@@ -360,23 +428,18 @@ def contact_sheet(store: TileStore, items: pd.DataFrame, n_per_label: int, origi
     return figures.contact_sheet(rows, origin, cmap, GALLERY_PX)
 
 
-def _labels(sheet: bytes | None, n_per_label: int) -> Markup:
+def _labels(sheet: bytes | None) -> dict[str, Any]:
     if sheet is None:
-        return _p("No item has a human label.", "note")
-    return Markup(
-        _p(f"Up to {n_per_label} randomly chosen tiles of every human label (count in brackets), to check "
-           f"by eye that the tiles show what they should. Also saved as {CONTACT_SHEET_FILE} next to this page.",
-           "note")
-        + _img(sheet, "tiles per label", tiles=True)
-    )
+        return {"empty": "No item has a human label."}
+    return {"sheet": _img(sheet, "tiles per label", tiles=True)}
 
 
 def _gallery(
     store: TileStore, items: pd.DataFrame, params: ReportParams, origin: str, cmap: str, source_root: Path | None
-) -> Markup:
+) -> dict[str, Any]:
     clustered = items[items["cluster"] >= 0]
     if clustered.empty:
-        return _p("HDBSCAN found no clusters: every item is noise.", "note")
+        return {"empty": "HDBSCAN found no clusters: every item is noise."}
     groups = [
         (cluster, group, group.sort_values(["probability", "item_id"], ascending=[False, True]))
         for cluster, group in clustered.groupby("cluster", sort=True)
@@ -388,30 +451,22 @@ def _gallery(
         counts = group["label"].value_counts().head(3)
         top = ", ".join(f"{label} ({n})" for label, n in counts.items()) or "unlabelled"
         png = figures.tile_grid([_tiles(store, best["tile_row"])], origin, cmap, GALLERY_PX)
-        row = (cluster, len(group), f"{group['probability'].mean():.2f}", top, _player(clip))
-        rows.append((*row, _img(png, f"cluster {cluster} examples", tiles=True)))
+        row = [cluster, len(group), f"{group['probability'].mean():.2f}", top, Clip(clip) if clip else ""]
+        rows.append([*row, _img(png, f"cluster {cluster} examples", tiles=True)])
     columns = ["cluster", "items", "mean probability", "top labels", "listen", "examples"]
     if not any(clips):
         columns.remove("listen")
         rows = [row[:4] + row[5:] for row in rows]
-    n_noise = int((items["cluster"] == -1).sum())
-    listen = " The player holds the first example (the cluster's most typical call)." if any(clips) else ""
-    return Markup(
-        _p(
-            f"Up to {params.n_examples} members per cluster, highest membership probability first. "
-            f"{n_noise} noise items are not shown.{listen}",
-            "note",
-        )
-        + _table(columns, rows, numeric=["cluster", "items", "mean probability"])
-    )
+    return {"n_noise": int((items["cluster"] == -1).sum()), "listen": any(clips),
+            "table": _table(columns, rows, numeric=["cluster", "items", "mean probability"])}
 
 
-def _examples(examples_path: Path | None, params: ReportParams, origin: str, cmap: str) -> Markup:
+def _examples(examples_path: Path | None, params: ReportParams, origin: str, cmap: str) -> dict[str, Any]:
     if examples_path is None or not Path(examples_path).is_file():
-        return _p("No reconstructions or samples were written for this run.", "note")
-    parts: list[str] = []
+        return {"empty": "No reconstructions or samples were written for this run."}
     with np.load(examples_path, allow_pickle=False) as npz:
         ex = {k: npz[k] for k in npz.files}
+    out: dict[str, Any] = {}
     if "input" in ex and "recon" in ex:
         pairs = [
             row
@@ -420,178 +475,142 @@ def _examples(examples_path: Path | None, params: ReportParams, origin: str, cma
             )
             for row in (a, b)
         ]
-        ids = ", ".join(str(i) for i in ex.get("item_id", []))
-        parts += [
-            "<h3>Inputs and reconstructions</h3>",
-            _p(
-                "Rows alternate: inputs, then their reconstructions (posterior mean)."
-                + (" The inputs are held-out validation tiles, never trained on." if ex.get("held_out") else "")
-                + (f" Items: {ids}." if ids else ""),
-                "note",
-            ),
-            _img(figures.tile_grid(pairs, origin, cmap, DETAIL_PX), "inputs and reconstructions", True),
-        ]
+        out["reconstructions"] = _img(figures.tile_grid(pairs, origin, cmap, DETAIL_PX),
+                                      "inputs and reconstructions", True)
+        out["held_out"] = bool(ex.get("held_out"))
+        out["item_ids"] = ", ".join(str(i) for i in ex.get("item_id", []))
     if "prior_samples" in ex and len(ex["prior_samples"]):
-        parts += [
-            "<h3>Samples from the prior</h3>",
-            _img(
-                figures.tile_grid(_chunks(ex["prior_samples"], params.n_examples), origin, cmap, DETAIL_PX),
-                "samples decoded from the prior",
-                True,
-            ),
-        ]
+        out["prior"] = _img(figures.tile_grid(_chunks(ex["prior_samples"], params.n_examples), origin, cmap,
+                                              DETAIL_PX), "samples decoded from the prior", True)
     if "interpolation" in ex and len(ex["interpolation"]):
-        parts += [
-            "<h3>Interpolation</h3>",
-            _p("Decoded along a straight line in latent space between two items.", "note"),
-            _img(
-                figures.tile_grid([ex["interpolation"]], origin, cmap, DETAIL_PX),
-                "latent interpolation",
-                True,
-            ),
-        ]
-    return Markup("".join(parts)) if parts else _p(f"{examples_path.name} holds no known arrays.", "note")
+        out["interpolation"] = _img(figures.tile_grid([ex["interpolation"]], origin, cmap, DETAIL_PX),
+                                    "latent interpolation", True)
+    return out or {"empty": f"{examples_path.name} holds no known arrays."}
 
 
 def _anomalies(
     store: TileStore, items: pd.DataFrame, params: ReportParams, origin: str, cmap: str, source_root: Path | None
-) -> Markup:
+) -> dict[str, Any]:
     if "recon_error" not in items or items["recon_error"].isna().all():
-        return _p("The latents table has no reconstruction errors.", "note")
+        return {"empty": "The latents table has no reconstruction errors."}
     top = items.dropna(subset=["recon_error"]).nlargest(params.n_examples, "recon_error")
-    tiles = _tiles(store, top["tile_row"])
-    clips, _ = _clips(store, top["tile_row"].to_numpy(), source_root)
-    rows = [
-        (
-            rank,
-            _img(figures.tile_grid([tile[None]], origin, cmap, GALLERY_PX), f"item {r.item_id}", True),
-            _player(clip),
-            r.item_id,
-            r.label,
-            r.source,
-            "noise" if r.cluster == -1 else r.cluster,
-            f"{r.recon_error:.4g}",
-        )
-        for rank, (tile, clip, r) in enumerate(zip(tiles, clips, top.itertuples(), strict=True), start=1)
-    ]
-    columns = ["rank", "tile", "sound", "item_id", "label", "source", "cluster", "recon_error"]
-    if not any(clips):
-        columns.remove("sound")
-        rows = [row[:2] + row[3:] for row in rows]
-    return Markup(
-        _p(
-            f"The {len(rows)} items the model reconstructs worst: candidates for rare call types, "
-            "artefacts or segmentation errors.",
-            "note",
-        )
-        + _table(columns, rows, numeric=["rank", "recon_error"])
+    table = _tile_table(
+        store, top, ["rank", "item_id", "label", "source", "cluster", "recon_error"],
+        [(rank, r.item_id, r.label, r.source, "noise" if r.cluster == -1 else r.cluster, f"{r.recon_error:.4g}")
+         for rank, r in enumerate(top.itertuples(), start=1)],
+        ["rank", "recon_error"], source_root, origin, cmap, at=1,
     )
+    return {"n": len(top), "table": table}
 
 
 def _mislabelled(
-    store: TileStore,
-    items: pd.DataFrame,
-    metrics: Mapping[str, Any],
-    params: ReportParams,
-    origin: str,
-    cmap: str,
+    store: TileStore, items: pd.DataFrame, metrics: Mapping[str, Any], params: ReportParams, origin: str, cmap: str,
     source_root: Path | None,
-) -> Markup:
+) -> dict[str, Any]:
     if "likely_mislabelled" not in metrics:
-        return _p("This run's evaluation did not look for mislabelled items.", "note")
+        return {"empty": "This run's evaluation did not look for mislabelled items."}
     flagged = pd.DataFrame(metrics["likely_mislabelled"], columns=["item_id", "cluster_label", "cluster_purity"])
     top = flagged.merge(items, on="item_id").head(params.n_examples)
     evaluate = metrics.get("evaluate_params") or {}
-    intro = _p(
-        f"{metrics.get('n_likely_mislabelled', len(flagged))} items sit firmly (HDBSCAN membership >= "
-        f"{evaluate.get('mislabelled_min_probability', '?')}) in a cluster where another label holds >= "
-        f"{evaluate.get('mislabelled_min_purity', '?')} of the labelled items. Each is a labelling slip or a "
-        "real variant worth a second look"
-        + (f"; the first {len(top)} are shown." if len(top) < len(flagged) else "."),
-        "note",
-    )
-    if top.empty:
-        return intro
-    clips, _ = _clips(store, top["tile_row"].to_numpy(), source_root)
-    tiles = _tiles(store, top["tile_row"])
-    rows = [
-        (
-            _img(figures.tile_grid([tile[None]], origin, cmap, GALLERY_PX), f"item {r.item_id}", True),
-            _player(clip),
-            r.item_id,
-            r.label,
-            r.cluster,
-            r.cluster_label,
-            f"{r.cluster_purity:.2f}",
-            f"{r.probability:.2f}",
+    out = {
+        "n": metrics.get("n_likely_mislabelled", len(flagged)),
+        "min_probability": evaluate.get("mislabelled_min_probability", "?"),
+        "min_purity": evaluate.get("mislabelled_min_purity", "?"),
+        "shown": len(top) if len(top) < len(flagged) else None,
+        "table": None,
+    }
+    if not top.empty:
+        out["table"] = _tile_table(
+            store, top, ["item_id", "label", "cluster", "cluster's label", "its share", "membership"],
+            [(r.item_id, r.label, r.cluster, r.cluster_label, f"{r.cluster_purity:.2f}", f"{r.probability:.2f}")
+             for r in top.itertuples()],
+            ["its share", "membership"], source_root, origin, cmap,
         )
-        for tile, clip, r in zip(tiles, clips, top.itertuples(), strict=True)
+    return out
+
+
+def _label_next(
+    store: TileStore, items: pd.DataFrame, metrics: Mapping[str, Any], params: ReportParams, origin: str, cmap: str,
+    source_root: Path | None,
+) -> dict[str, Any]:
+    """The items to label next among those the classifier was not trained on: one of every cluster without
+    a label, then the least certain predictions."""
+    if "predicted_label" not in items or items["predicted_label"].isna().all():
+        return {"empty": "No labels were predicted for this run (it needs latents and at least two labels)."}
+    predicted = items[items["predicted_label"].notna()].reset_index(drop=True)
+    labelled = predicted["labelled"].to_numpy()
+    clusters = predicted["cluster"].to_numpy()
+    rows = label_next(predicted["predicted_probability"].to_numpy(float), ~labelled, params.label_next, clusters,
+                      predicted["probability"].to_numpy(float))
+    top = predicted.iloc[rows]
+    # label_next puts one item of each cluster without a label first
+    n_unexplored = len(set(clusters[(clusters >= 0) & ~labelled]) - set(clusters[labelled]))
+    if top.empty:
+        return {"empty": "Every item's label was used to train the classifier: nothing is left to label next. "
+                         "To see what a few labels would give, set evaluate.propagation_keep_percent (e.g. 1)."}
+    out: dict[str, Any] = {"propagation": _propagation_text(metrics["propagation"]) if "propagation" in metrics
+                           else "", "n": len(top)}
+    out["table"] = _tile_table(
+        store, top, ["item_id", "why", "predicted label", "probability", "cluster", "label"],
+        [(r.item_id, "a cluster without labels" if rank < n_unexplored else "least certain", r.predicted_label,
+          f"{r.predicted_probability:.2f}", r.cluster, r.label) for rank, r in enumerate(top.itertuples())],
+        ["probability"], source_root, origin, cmap,
+    )
+    # the download: item_id,label first (what labels_corrections reads); label empty unless the item has one
+    out["csv"] = [
+        [r.item_id, "" if pd.isna(r.label) else str(r.label), r.predicted_label, f"{r.predicted_probability:.4f}",
+         int(r.cluster), "" if pd.isna(r.source) else str(r.source)]
+        for r in top.itertuples()
     ]
-    columns = ["tile", "sound", "item_id", "label", "cluster", "cluster's label", "its share", "membership"]
-    if not any(clips):
-        columns.remove("sound")
-        rows = [row[:1] + row[2:] for row in rows]
-    return Markup(intro + _table(columns, rows, numeric=["its share", "membership"]))
+    return out
 
 
-def _few_labels(metrics: Mapping[str, Any]) -> Markup:
+def _corrections(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    corrections = metrics.get("corrections")
+    if not corrections:
+        return {"applied": None}
+    before = corrections["before"]
+    rows = [(k, _metric_value(before.get(k)), _metric_value(metrics.get(k))) for k in _BEFORE_AFTER]
+    problems = _table(["line", "item_id", "label", "problem"],
+                      [(p["line"], p["item_id"], p["label"], p["problem"]) for p in corrections["problems"]])
+    agreement = _table(["metric", "before", "after"], rows, numeric=["before", "after"])
+    return {"applied": corrections, "agreement": agreement, "problems": problems if corrections["problems"] else None}
+
+
+def _few_labels(metrics: Mapping[str, Any]) -> dict[str, Any]:
     curve = pd.DataFrame(metrics.get("few_label_curve") or [])
     if curve.empty:
-        return _p("No few-label classifier curve was computed for this run.", "note")
+        return {"empty": "No few-label classifier curve was computed for this run."}
     best = curve[curve["features"] == "latents"].groupby("fraction")["balanced_accuracy"].max()
-    summary = ", ".join(f"{100 * f:g} %: {a:.2f}" for f, a in best.items())
-    return Markup(
-        _p(
-            "A classifier trained on a few labelled items predicts the labels of the rest: logistic "
-            "regression and kNN on the latents, and the same on the raw pixels reduced by PCA to as many "
-            f"dimensions. Best balanced accuracy on the latents by share labelled: {summary}.",
-            "note",
-        )
-        + _img(figures.few_label_curve(curve), "balanced accuracy against the share of items labelled")
-    )
+    return {"summary": ", ".join(f"{100 * f:g} %: {a:.2f}" for f, a in best.items()),
+            "figure": _img(figures.few_label_curve(curve), "balanced accuracy against the share of items labelled")}
 
 
-def _training(curve_path: Path | None) -> Markup:
+def _training(curve_path: Path | None) -> dict[str, Any]:
     if curve_path is None or not Path(curve_path).is_file():
-        return _p("No training log was found for this run.", "note")
+        return {"empty": "No training log was found for this run."}
     try:
         epochs = figures.per_epoch(pd.read_csv(curve_path))
     except pd.errors.EmptyDataError:
         epochs = pd.DataFrame()
     if epochs.empty:
-        return _p(f"{curve_path.name} holds no per-epoch values.", "note")
-    return _img(figures.training_curves(epochs), "training and validation loss per epoch")
+        return {"empty": f"{curve_path.name} holds no per-epoch values."}
+    return {"figure": _img(figures.training_curves(epochs), "training and validation loss per epoch")}
 
 
-def _skipped(skipped: pd.DataFrame) -> Markup:
+def _skipped(skipped: pd.DataFrame) -> dict[str, Any]:
     if skipped.empty:
-        return _p("No inputs were skipped.", "note")
-    note = (
-        _p(
-            f"First {SKIPPED_ROWS_MAX} of {len(skipped)} shown; the full list is in the tile store's "
-            "skipped.csv.",
-            "note",
-        )
-        if len(skipped) > SKIPPED_ROWS_MAX
-        else Markup("")
-    )
+        return {"empty": "No inputs were skipped."}
     cols = ["source", "item", "reason"]
     rows = skipped.reindex(columns=cols).head(SKIPPED_ROWS_MAX).itertuples(index=False)
-    return Markup(note + _table(cols, rows))
+    return {"n": len(skipped), "cut": len(skipped) > SKIPPED_ROWS_MAX, "table": _table(cols, rows)}
 
 
-def _page(dataset: str, sections: Mapping[str, Markup], head: str = "") -> str:
-    title = html.escape(f"quagga report: {dataset}")
-    nav = " ".join(f'<a href="#{sid}">{html.escape(name)}</a>' for sid, name in SECTIONS)
-    body = "\n".join(
-        f'<section id="{sid}"><h2>{html.escape(name)}</h2>\n{sections[sid]}</section>'
-        for sid, name in SECTIONS
-    )
-    return (
-        f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>{title}</title>\n'
-        f"<style>{_CSS}</style>\n{head}\n</head>\n<body>\n<h1>{title}</h1>\n<nav>{nav}</nav>\n{body}\n"
-        f'<footer><p class="note">Written by quagga {html.escape(__version__)}.</p></footer>\n'
-        "</body>\n</html>\n"
+def render_page(context: Mapping[str, Any]) -> str:
+    """The page from the template; ``context`` holds each section's content under its id (see SECTIONS)."""
+    return _ENV.get_template(TEMPLATE).render(
+        sections=SECTIONS, version=__version__, max_skipped=SKIPPED_ROWS_MAX, contact_sheet_file=CONTACT_SHEET_FILE,
+        **context,
     )
 
 
@@ -608,44 +627,53 @@ def build_report(
     out_dir: Path,
     run_info: dict[str, Any] | None = None,
     source_root: Path | None = None,
+    predicted_path: Path | None = None,
+    image_page: int = 0,
 ) -> Path:
     """Write ``out_dir/index.html`` (atomically) and return its path.
 
     ``source_root`` is the folder the items' ``source`` paths are relative to; with it, clicking an
-    audio point on the map plays its call, and hovering an image point shows its original crop.
+    audio point on the map plays its call, and hovering an image point shows its original crop (from page
+    ``image_page`` of a multi-page TIFF). ``predicted_path``: the evaluate stage's predicted_labels.csv.
     """
     store = TileStore(tiles_dir)
     modality = str(store.meta.get("modality", ""))
     origin, cmap = figures.tile_display(modality)
     items = join_items(store, Path(latents_path), Path(embedding_path), Path(clusters_path))
+    items = with_predictions(items, Path(predicted_path) if predicted_path else None)
     metrics = json.loads(Path(metrics_path).read_text())
     skipped = store.skipped
     log.info("report for %s: %d items, %d skipped", dataset, len(items), len(skipped))
-    embedding, head = _embedding(dataset, store, items, params, origin, source_root)
+    embedding, head = _embedding(dataset, store, items, params, origin, source_root, image_page)
     sheet = contact_sheet(store, items, params.n_examples, origin, cmap)
-    sections = {
-        # the HDBSCAN setting the cluster stage chose without labels, next to the configured candidates
-        "summary": _summary(dataset, modality, store, items, skipped,
-                            {**(run_info or {}), "cluster_selected": read_table_params(clusters_path).get("selected")}),
-        "metrics": _metrics(metrics),
+    # the HDBSCAN setting the cluster stage chose without labels, next to the configured candidates
+    info = {**(run_info or {}), "cluster_selected": read_table_params(clusters_path).get("selected")}
+    page = render_page({
+        "dataset": dataset,
+        "head": Markup(head),  # Bokeh's inline resources: trusted, not data
+        "n_examples": params.n_examples,
+        "overview": _overview(items, metrics, skipped),
         "embedding": embedding,
+        "metrics": _metrics(metrics),
         "contingency": _contingency(metrics, items),
         "mislabelled": _mislabelled(store, items, metrics, params, origin, cmap, source_root),
+        "label_next": _label_next(store, items, metrics, params, origin, cmap, source_root),
+        "corrections": _corrections(metrics),
         "few_labels": _few_labels(metrics),
-        "labels": _labels(sheet, params.n_examples),
+        "labels": _labels(sheet),
         "gallery": _gallery(store, items, params, origin, cmap, source_root),
         "examples": _examples(Path(examples_path) if examples_path else None, params, origin, cmap),
         "anomalies": _anomalies(store, items, params, origin, cmap, source_root),
         "training": _training(Path(training_curve_path) if training_curve_path else None),
         "skipped": _skipped(skipped),
-    }
+        "summary": _run_details(dataset, modality, store, items, skipped, info),
+    })
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if sheet is not None:
         with atomic_path(out_dir / CONTACT_SHEET_FILE) as tmp_sheet:
             Path(tmp_sheet).write_bytes(sheet)
     path = out_dir / "index.html"
-    page = _page(dataset, sections, head)
     with atomic_path(path) as tmp:
         tmp.write_text(page, encoding="utf-8")
     log.info("wrote %s (%.0f kB)", path, path.stat().st_size / 1024)

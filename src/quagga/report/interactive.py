@@ -6,7 +6,9 @@ as Ogg Opus data URIs), so the file works offline and can be archived or mailed.
 - colour the points by cluster, human label, anomaly score or any other column (a drop-down);
 - hover a point to see its tile, label, cluster and item id;
 - click an audio point to hear the call (with a little context on either side) in the player below;
-- select points with the lasso or box tool and download the selection as CSV (for bulk relabelling).
+- select points with the lasso or box tool and download the selection as CSV (``item_id,label,...``: edit
+  the labels and give the file back as ``labels_corrections``; the page defines ``quaggaDownloadCsv``);
+- with predicted labels (the evaluate stage's label propagation), colour by predicted label or its probability.
 
 Strings from the data (labels, file names) reach the page only as data: Bokeh escapes ``@field``
 values in tooltips, and the selection list is filled with ``textContent``, never ``innerHTML``.
@@ -44,6 +46,8 @@ from matplotlib.colors import to_hex
 from PIL import Image
 from scipy.signal import resample_poly
 
+from quagga.audio.io import AudioInfo, audio_info, read_block
+from quagga.evaluate.corrections import NO_LABEL
 from quagga.images.io import ImageReadError, read_pixels
 
 log = logging.getLogger(__name__)
@@ -74,11 +78,17 @@ def _palette(n: int) -> list[str]:
     return [to_hex(colormaps["turbo"](v)) for v in np.linspace(0.05, 0.95, n)]
 
 
-def categorical_colours(values: Sequence[object], grey: Sequence[object] = ()) -> list[str]:
-    """One colour per distinct value (sorted as text); missing values and ``grey`` ones are grey."""
+def categorical_colours(
+    values: Sequence[object], grey: Sequence[object] = (), levels: Sequence[str] | None = None
+) -> list[str]:
+    """One colour per distinct value (sorted as text); missing values and ``grey`` ones are grey.
+
+    ``levels``: the values to spread the palette over (default: those present), so that two colourings
+    (human and predicted labels) give a label the same colour.
+    """
     series = pd.Series(list(values), dtype="object")
     missing = series.isna() | series.isin(list(grey))
-    levels = sorted({str(v) for v in series[~missing]})
+    levels = sorted(set(levels) if levels is not None else {str(v) for v in series[~missing]})
     lookup = dict(zip(levels, _palette(len(levels)), strict=True))
     return [NOISE_COLOUR if m else lookup[str(v)] for v, m in zip(series, missing, strict=True)]
 
@@ -131,10 +141,11 @@ def crop_uri(pixels: np.ndarray, box: Sequence[float]) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def image_crops(items: pd.DataFrame, source_root: Path) -> tuple[list[str], list[str]]:
+def image_crops(items: pd.DataFrame, source_root: Path, page: int = 0) -> tuple[list[str], list[str]]:
     """Original-crop URIs for ``items`` (columns source, xmin, ymin, xmax, ymax) and the problems met.
 
-    Each source image is decoded once. One that cannot be read gives empty crops for its items and one
+    ``page`` is the page of a multi-page TIFF the tiles were cut from (``images.page``). Each source image
+    is decoded once. One that cannot be read gives empty crops for its items and one
     problem line; the map is still drawn.
     """
     crops = [""] * len(items)
@@ -142,7 +153,7 @@ def image_crops(items: pd.DataFrame, source_root: Path) -> tuple[list[str], list
     boxes = items[["xmin", "ymin", "xmax", "ymax"]].to_numpy(float)
     for source, rows in items.groupby("source", sort=False).indices.items():
         try:
-            pixels = read_pixels(source_root / str(source))
+            pixels = read_pixels(source_root / str(source), page)
         except ImageReadError as exc:
             problems.append(f"{source}: no original crops ({exc})")
             log.warning("%s: no original crops (%s)", source, exc)
@@ -154,19 +165,17 @@ def image_crops(items: pd.DataFrame, source_root: Path) -> tuple[list[str], list
 
 def audio_clip_uri(path: Path, onset_s: float, offset_s: float) -> str:
     """The call with ``CLIP_CONTEXT_S`` around it, mixed to mono, as an Ogg Opus data URI."""
-    with sf.SoundFile(path) as recording:
-        return _clip_uri(recording, onset_s, offset_s)
+    return _clip_uri(audio_info(path), onset_s, offset_s)
 
 
-def _clip_uri(recording: sf.SoundFile, onset_s: float, offset_s: float) -> str:
-    """:func:`audio_clip_uri` on an open recording: reads only the frames it needs, so hour-long
-    recordings are never loaded whole, and one open file serves all of its calls."""
-    rate = recording.samplerate
-    start = max(0, int((onset_s - CLIP_CONTEXT_S) * rate))
-    stop = min(recording.frames, int(min(offset_s + CLIP_CONTEXT_S, onset_s + CLIP_MAX_S) * rate))
-    recording.seek(start)
-    samples = recording.read(max(stop - start, 1), dtype="float32", always_2d=True)
-    mono = samples.mean(axis=1)
+def _clip_uri(recording: AudioInfo, onset_s: float, offset_s: float) -> str:
+    """:func:`audio_clip_uri` of a recording whose header is read: reads only the frames it needs (any
+    format quagga tiles, EvTAF .cbin included), so hour-long recordings are never loaded whole."""
+    stop_s = min(offset_s + CLIP_CONTEXT_S, onset_s + CLIP_MAX_S)
+    block = read_block(recording, onset_s - CLIP_CONTEXT_S, stop_s, recording.sample_rate)
+    mono, rate = block.samples, recording.sample_rate
+    if not len(mono):
+        mono = np.zeros(1, np.float32)
     if rate != CLIP_RATE:
         common = math.gcd(rate, CLIP_RATE)
         mono = resample_poly(mono, CLIP_RATE // common, rate // common)
@@ -228,7 +237,7 @@ def strip_opus_tags_padding(ogg: bytes) -> bytes:
 def audio_clips(items: pd.DataFrame, source_root: Path) -> tuple[list[str], list[str]]:
     """Clip URIs for ``items`` (columns source, onset_s, offset_s) and the problems met, one per file.
 
-    Each recording is opened once. One that cannot be read gives empty clips for its calls and one
+    Each recording's header is read once. One that cannot be read gives empty clips for its calls and one
     problem line; the map is still drawn.
     """
     clips = [""] * len(items)
@@ -237,9 +246,9 @@ def audio_clips(items: pd.DataFrame, source_root: Path) -> tuple[list[str], list
     for source, rows in items.groupby("source", sort=False).indices.items():
         path = source_root / str(source)
         try:
-            with sf.SoundFile(path) as recording:
-                for i in rows:
-                    clips[i] = _clip_uri(recording, onsets[i], offsets[i])
+            recording = audio_info(path)
+            for i in rows:
+                clips[i] = _clip_uri(recording, onsets[i], offsets[i])
         except (OSError, RuntimeError, ValueError, sf.LibsndfileError) as exc:
             problems.append(f"{source}: no sound clips ({exc})")
             log.warning("%s: no sound clips (%s)", path, exc)
@@ -279,19 +288,9 @@ list.appendChild(ul);
 
 _EXPORT_JS = """
 const idx = source.selected.indices;
-const q = (v) => { const s = String(v); return /[",\\n\\r]/.test(s) ? '"' + s.replace(/"/g, '""') + '"' : s; };
-const lines = ['item_id,label,cluster,source,x,y'];
-for (const i of idx) {
-  lines.push([source.data.item_id[i], source.data.label[i], source.data.cluster[i], source.data.source[i],
-              source.data.x[i], source.data.y[i]].map(q).join(','));
-}
-const blob = new Blob([lines.join('\\n') + '\\n'], {type: 'text/csv'});
-const a = document.createElement('a');
-a.href = URL.createObjectURL(blob);
-a.download = dataset + '-selection.csv';
-document.body.appendChild(a);
-a.click();
-a.remove();
+const d = source.data;
+const rows = idx.map((i) => [d.item_id[i], d.label[i], d.cluster[i], d.source[i], d.x[i], d.y[i]]);
+window.quaggaDownloadCsv(dataset + '-selection.csv', ['item_id', 'label', 'cluster', 'source', 'x', 'y'], rows);
 """
 
 
@@ -299,7 +298,7 @@ def map_data(
     items: pd.DataFrame, thumbs: list[str], clips: list[str] | None, crops: list[str] | None = None
 ) -> tuple[dict, list[str]]:
     """Column data of the scatter and the colourings offered (first one shown)."""
-    label = items["label"].astype("object").where(items["label"].notna(), "(none)")
+    label = items["label"].astype("object").where(items["label"].notna(), NO_LABEL)
     data: dict[str, list] = {
         "x": items["x"].astype(float).tolist(),
         "y": items["y"].astype(float).tolist(),
@@ -311,11 +310,17 @@ def map_data(
         "audio": clips if clips is not None else [""] * len(items),
         "crop": crops if crops is not None else [""] * len(items),
     }
+    predicted = "predicted_label" in items and items["predicted_label"].notna().any()
+    names = [items["label"], items["predicted_label"]] if predicted else [items["label"]]
+    levels = sorted({str(v) for column in names for v in column.dropna()})
     colourings = {
         "cluster": categorical_colours(items["cluster"].tolist(), grey=[-1]),
-        "label": categorical_colours(items["label"].tolist()),
+        "label": categorical_colours(items["label"].tolist(), levels=levels),
     }
-    for score in ("recon_error", "probability"):
+    if predicted:
+        colourings["predicted"] = categorical_colours(items["predicted_label"].tolist(), levels=levels)
+        data["predicted"] = [str(v) for v in items["predicted_label"].astype("object").fillna(NO_LABEL)]
+    for score in ("recon_error", "probability", "predicted_probability"):
         if score in items and items[score].notna().any():
             colourings[score] = numeric_colours(items[score].tolist())
     if 1 < items["source"].nunique() <= MAX_CATEGORIES:
@@ -342,7 +347,8 @@ def interactive_map(
         'style="image-rendering:pixelated;border:1px solid #888" alt="tile">'
         + (original if has_crops else "")
         + "<div><b>@label</b> &middot; cluster @cluster</div>"
-        '<div style="font-size:80%;word-break:break-all">@item_id</div></div>'
+        + ("<div>predicted: @predicted</div>" if "predicted" in data else "")
+        + '<div style="font-size:80%;word-break:break-all">@item_id</div></div>'
     )
     plot = figure(
         name="map", width=720, height=620, title=None, match_aspect=True,
@@ -371,7 +377,8 @@ def interactive_map(
         "<p>Hover a point to see its tile"
         + (" (left) and the original crop (right). " if has_crops else ". ")
         + ("Click an audio point to hear it. " if has_audio else "")
-        + "Select with the lasso or box tool (toolbar), then download the selection.</p>"
+        + "Select with the lasso or box tool (toolbar), then download the selection; to correct labels, edit "
+        "its label column and give the file back as labels_corrections (section Correcting labels).</p>"
     ), width=200)
     script, div = components(row(plot, column(select, export, hint)))
     player = (
