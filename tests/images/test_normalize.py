@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from scipy import ndimage
@@ -11,10 +13,11 @@ from skimage.measure import regionprops
 from quagga.images.features import FEATURES, particle_features
 from quagga.images.normalize import Box, CropError, local_background, make_tile
 from quagga.params import NormalizeParams
+from quagga.settings import SettingsError
 
 FIELD, DARK = 0.8, 0.2
-FIT = NormalizeParams()
-FIXED = NormalizeParams(scale_mode="fixed", fixed_extent_px=128)
+FIT = NormalizeParams(scale_mode="fit", intensity="percentile")
+FIXED = NormalizeParams(scale_mode="fixed", fixed_extent_px=128, intensity="percentile")
 
 
 def _ellipse(shape: tuple[int, int], cy: int, cx: int, ry: int, rx: int) -> tuple[np.ndarray, Box]:
@@ -95,14 +98,14 @@ def test_invert_and_percentile_clipping() -> None:
     image, box = _ellipse((100, 100), 50, 50, 15, 15)
     image[50, 50] = 5.0  # a hot pixel must not compress the rest of the range
     plain = make_tile(image, box, FIT).image
-    inverted = make_tile(image, box, NormalizeParams(invert=True)).image
+    inverted = make_tile(image, box, dataclasses.replace(FIT, invert=True)).image
     np.testing.assert_allclose(inverted, 1 - plain, atol=1e-6)
     assert plain[5, 5] > 0.9  # the field is still bright despite the hot pixel
 
 
 def test_absorbance_keeps_opacity_that_percentile_stretch_loses() -> None:
     """An opaque and a pale particle: percentile maps both to black, absorbance keeps 0.75 vs 0.25."""
-    absorbance = NormalizeParams(intensity="absorbance")
+    absorbance = NormalizeParams(scale_mode="fit", intensity="absorbance", gain=1.0)
     opaque, box = _ellipse((100, 100), 50, 50, 15, 15)
     pale = np.where(opaque < 0.5, 0.6, opaque).astype(np.float32)
     for image, expected in [(opaque, 1 - DARK / FIELD), (pale, 1 - 0.6 / FIELD)]:
@@ -119,7 +122,7 @@ def test_absorbance_refuses_a_black_field() -> None:
     image = np.zeros((60, 60), np.float32)
     image[20:40, 20:40] = 0.9  # fluorescence-like: bright particle on black
     with pytest.raises(CropError, match="background is black"):
-        make_tile(image, Box(20, 20, 40, 40), NormalizeParams(intensity="absorbance"))
+        make_tile(image, Box(20, 20, 40, 40), NormalizeParams(scale_mode="fit", intensity="absorbance", gain=1.0))
 
 
 def test_unusable_crops_raise_crop_error() -> None:
@@ -201,3 +204,10 @@ def test_intensity_edge_and_texture_features() -> None:
     assert t["feat_entropy"] > s["feat_entropy"] and t["feat_std_intensity"] > s["feat_std_intensity"]
     assert t["feat_p10_intensity"] == pytest.approx(0.1, abs=0.01)
     assert t["feat_p90_intensity"] == pytest.approx(0.4, abs=0.05)
+
+
+def test_make_tile_refuses_settings_left_auto() -> None:
+    """A tile made with an unresolved 'auto' would silently mean something else: name the keys instead."""
+    image, box = _ellipse((100, 100), 50, 50, 15, 15)
+    with pytest.raises(SettingsError, match="gain"):
+        make_tile(image, box, NormalizeParams(scale_mode="fit", intensity="absorbance"))

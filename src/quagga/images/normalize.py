@@ -26,6 +26,7 @@ import numpy as np
 from skimage.transform import resize, rotate
 
 from quagga.params import NormalizeParams
+from quagga.settings import SettingsError, is_auto
 
 SCALE_MODES = ("fit", "fixed")
 ORIENTATIONS = ("none", "canonical")
@@ -91,6 +92,12 @@ def make_tile(image: np.ndarray, box: Box, p: NormalizeParams, mask: np.ndarray 
     With ``orient: canonical``, ``mask`` (the particle's pixels, image-sized) gives its pose; without a mask
     the tile is not turned.
     """
+    needed = ["scale_mode", "intensity"] + ["fixed_extent_px"] * (p.scale_mode == "fixed") + ["gain"] * (
+        p.intensity == "absorbance")
+    left = [key for key in needed if is_auto(getattr(p, key))]
+    if left:
+        raise SettingsError(f"normalize settings {left} are still 'auto': resolve them from the data first "
+                            "(quagga.images.settings) or give values")
     angle, flipped = 0.0, (False, False)
     if p.orient == "canonical" and mask is not None:
         image, box, angle, flipped = _canonical(image, box, mask, p.margin)
