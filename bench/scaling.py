@@ -7,14 +7,16 @@ copy renamed (``c03_Wave_17.wav``), and the annotation table repeated with the n
 16x: 2,160 recordings, 122,432 syllables). For each scale, each stage runs in a fresh process (so its
 peak memory is its own) on quagga's own code paths:
 
-1. tiling: ``iter_audio_tiles`` + ``write_store`` (read, spectrogram, one tile per call, float16 store);
-2. training: ``train_model`` (the config's model, batch size and precision) for one epoch cut to a
+1. settings: ``resolve_audio_settings`` (every ``auto`` tile setting found from the copy; streamed, so its
+   memory should stay flat and its time a small fraction of the tiling's);
+2. tiling: ``iter_audio_tiles`` + ``write_store`` (read, spectrogram, one tile per call, float16 store);
+3. training: ``train_model`` (the config's model, batch size and precision) for one epoch cut to a
    fixed ``--train-steps`` optimizer steps and ``--val-batches`` validation batches at every scale
    (Lightning's ``limit_train_batches`` / ``limit_val_batches``). The batches are still drawn at random
    from the whole store, so what grows with the data is only where in the memory-mapped file they come
    from: time per step should stay flat, and an epoch is (tiles / batch size) steps, linear by definition.
    (A full epoch at 16x is ~1,900 steps, over an hour on 2 busy cores; the table prints the projection.)
-3. encoding: ``encode_store`` (latents table for every tile, streamed through the model in batches).
+4. encoding: ``encode_store`` (latents table for every tile, streamed through the model in batches).
 
 ParametricUMAP (the ``embed`` rule) is not run: its kNN graph is not what this benchmark is about.
 
@@ -42,7 +44,7 @@ from unittest import mock
 
 from benchutil import ROOT, peak_mib, run_fresh, tiles_section
 
-STAGES = ("tiling", "training", "encoding")
+STAGES = ("settings", "tiling", "training", "encoding")
 
 
 class AnonPeak:
@@ -101,6 +103,21 @@ def _warm_up(spec) -> None:  # noqa: ANN001 - SpectrogramParams
     spectrogram_db(np.random.default_rng(0).standard_normal(spec.sample_rate).astype(np.float32), spec)
 
 
+def _settings(section: dict, queue: mp.Queue) -> None:
+    import pandas as pd
+
+    from quagga.audio.settings import resolve_audio_settings
+    from quagga.params import AudioParams, from_dict, to_dict
+
+    with AnonPeak() as anon:
+        t0 = time.perf_counter()
+        resolved, choices = resolve_audio_settings(from_dict(AudioParams, section), ROOT)
+        seconds = time.perf_counter() - t0
+    n = len(pd.read_csv(ROOT / section["annotations"])) if section.get("annotations") else 0
+    queue.put({"items": n, "seconds": seconds, "peak_mib": peak_mib(), "anon_mib": anon.peak_kib / 1024,
+               "section": to_dict(resolved), "choices": choices.records})
+
+
 def _tiling(section: dict, out: str, queue: mp.Queue) -> None:
     from quagga.audio import iter_audio_tiles
     from quagga.params import AudioParams, from_dict, to_dict
@@ -131,9 +148,10 @@ def _training(store: str, train: dict, out: str, steps: int, val_batches: int, q
         train_module.train_model(Path(store), params, Path(out))
         seconds = time.perf_counter() - t0
     written = json.loads((Path(out) / "params.json").read_text())
-    queue.put({"items": steps * params.batch_size, "seconds": seconds, "peak_mib": peak_mib(),
+    batch = written["train"]["batch_size"]  # the resolved value (the config may say auto)
+    queue.put({"items": steps * batch, "seconds": seconds, "peak_mib": peak_mib(),
                "anon_mib": anon.peak_kib / 1024, "precision": written["precision"],
-               "epoch_steps": -(-written["n_train"] // params.batch_size)})
+               "epoch_steps": -(-written["n_train"] // batch), "batch_size": batch})
 
 
 def _encoding(store: str, checkpoint: str, out: str, queue: mp.Queue) -> None:
@@ -180,7 +198,12 @@ def main() -> None:
             work = Path(tmp) / f"x{k}"
             copy = _replicate(section, k, work / "data")
             store, model = str(work / "tiles"), work / "model"
-            rows[k] = {"tiling": run_fresh(_tiling, copy, store)}
+            rows[k] = {"settings": run_fresh(_settings, copy)}
+            resolved = rows[k]["settings"].pop("section")
+            choices = rows[k]["settings"].pop("choices")
+            if k == scales[0]:
+                print("  settings: " + ", ".join(f"{key} {c['value']}" for key, c in choices.items()), flush=True)
+            rows[k]["tiling"] = run_fresh(_tiling, resolved, store)
             if "training" in stages:
                 rows[k]["training"] = run_fresh(_training, store, train, str(model), args.train_steps,
                                                 args.val_batches)

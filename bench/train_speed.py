@@ -35,7 +35,7 @@ from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from quagga.models.losses import autoencoder_terms
-from quagga.models.train import build_model, resolve_precision
+from quagga.models.train import build_model, resolve_precision, resolve_training
 from quagga.params import TrainParams
 from quagga.tiles.dataset import TileDataModule, split_indices
 from quagga.tiles.store import TileStore
@@ -194,7 +194,8 @@ def main() -> None:
     tiles = torch.from_numpy(np.ascontiguousarray(store.tiles, dtype=np.float32))
     train_idx, val_idx = split_indices(len(tiles), 0.1, args.seed)
     train, val = tiles[torch.from_numpy(train_idx)], tiles[torch.from_numpy(val_idx)]
-    recipe = TrainParams()
+    # the batch size and the rest as the train stage resolves them for this store
+    recipe, _, _ = resolve_training(TrainParams(), str(store.meta.get("modality", "")), len(train))
     precision = resolve_precision(recipe.precision, "cpu")
     if precision not in ("32-true", "bf16-mixed"):
         sys.exit(f"this bench runs fp32 or bf16-mixed on the CPU, not {precision}")
