@@ -56,6 +56,21 @@ def test_thumbnail_is_a_small_jpeg_with_low_frequencies_at_the_bottom() -> None:
         assert np.asarray(picture)[bright_row].mean() > 200
 
 
+def test_thumbnail_of_a_colour_tile_is_rgb_and_of_a_grey_one_grey() -> None:
+    tile = np.zeros((3, 32, 32), np.float32)
+    tile[0] = 1.0
+    tile[:, :, 16:] = 1.0  # left half red, right half white
+    picture = Image.open(io.BytesIO(_decode(thumbnail_uri(tile, "upper"))))
+    assert picture.mode == "RGB" and picture.size == (THUMB_PX, THUMB_PX)
+    pixels = np.asarray(picture).astype(int)
+    assert pixels[32, 8, 0] > 200 and pixels[32, 8, 1:].max() < 60
+    assert pixels[32, 56].min() > 200
+    grey = Image.open(io.BytesIO(_decode(thumbnail_uri(np.full((1, 32, 32), 0.5, np.float32), "upper"))))
+    assert grey.mode == "L" and abs(np.asarray(grey).mean() - 128) < 3
+    with pytest.raises(ValueError, match="C = 1 or 3"):
+        thumbnail_uri(np.zeros((2, 32, 32)), "upper")
+
+
 def test_audio_clip_has_context_and_is_capped(tmp_path: Path) -> None:
     rate = 16000
     path = tmp_path / "rec.flac"

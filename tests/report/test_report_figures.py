@@ -36,6 +36,27 @@ def test_tile_grid_origin(origin: str, bright_row: int) -> None:
     assert np.allclose(img[-1 - bright_row, :, :3], 0.0)  # the opposite edge is dark
 
 
+def test_tile_grid_draws_colour_tiles_as_rgb_and_grey_ones_through_the_colormap() -> None:
+    colour = np.zeros((2, 3, 16, 16))
+    colour[0, 0] = 1.0  # a red tile
+    colour[1, 2, :8] = 1.0  # a tile whose top half is blue
+    grey = np.full((1, 1, 16, 16), 0.5)  # [n, C, S, S] with C = 1: grey, as a store holds it
+    img = _decode(figures.tile_grid([colour, grey], max_px=16, gap=2))
+    assert img.shape[:2] == (2 * 16 + 2, 2 * 16 + 2)
+    np.testing.assert_allclose(img[8, 8, :3], [1, 0, 0])
+    np.testing.assert_allclose(img[2, 18 + 8, :3], [0, 0, 1])
+    np.testing.assert_allclose(img[14, 18 + 8, :3], [0, 0, 0])
+    np.testing.assert_allclose(img[18 + 8, 8, :3], 0.5, atol=0.01)  # grey: equal channels
+    shrunk = _decode(figures.tile_grid([np.repeat(colour, 4, -1).repeat(4, -2)], max_px=16, gap=2))
+    assert shrunk.shape[:2] == (16, 2 * 16 + 2)  # 64 px colour tiles block-averaged to 16
+    np.testing.assert_allclose(shrunk[8, 8, :3], [1, 0, 0])
+    sheet = _decode(figures.contact_sheet([("red", colour[:1]), ("grey", grey)]))
+    reddish = (sheet[..., 0] > 0.9) & (sheet[..., 1] < 0.1) & (sheet[..., 2] < 0.1)
+    assert reddish.sum() >= 16 * 16 * 0.9
+    with pytest.raises(ValueError, match="C = 1 or 3"):
+        figures.tile_grid([np.zeros((1, 2, 16, 16))])
+
+
 def test_tile_display_by_modality() -> None:
     assert figures.tile_display("audio")[0] == "lower"
     assert figures.tile_display("image")[0] == "upper"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import re
 from pathlib import Path
@@ -12,12 +14,13 @@ import pandas as pd
 import pytest
 import soundfile as sf
 from matplotlib.image import imread
+from PIL import Image
 
 from quagga.params import ReportParams
 from quagga.report import build_report
-from quagga.report.html import SECTIONS, subsample_per_cluster
+from quagga.report.html import SECTIONS, found_settings, subsample_per_cluster
 from quagga.tables import write_json, write_table
-from quagga.tiles.store import Skipped, TileItem, write_store
+from quagga.tiles.store import Skipped, TileItem, TileStore, write_store
 
 N = 60
 HOSTILE_LABEL = "<script>alert(1)</script>"
@@ -397,3 +400,116 @@ def test_the_template_is_package_data() -> None:
     assert (importlib.resources.files("quagga.report") / "templates" / TEMPLATE).is_file()
     shipped = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())["tool"]["setuptools"]
     assert any(fnmatch.fnmatch(f"templates/{TEMPLATE}", p) for p in shipped["package-data"]["quagga.report"])
+
+
+# A bright-field colour run: absorbance tiles (a particle absorbing green and blue, i.e. stained red, bright on
+# black) and a settings record with one fallback, as the tiles, train and embed stages write them.
+TILE_SETTINGS = {
+    "channel": {"value": "rgb", "source": "data", "statistic": "the particles' colour varies by 0.210"},
+    "normalize.intensity": {"value": "absorbance", "source": "data", "statistic": "bright field: field 0.93"},
+    "normalize.gain": {"value": 1.0, "source": "fallback", "statistic": "only 5 particles (< 20): too few"},
+    "normalize.scale_mode": {"value": "fixed", "source": "config", "statistic": "set in the config"},
+}
+TRAIN_SETTINGS = {
+    "augment": {"value": "dihedral", "source": "data", "statistic": "images have no up or left"},
+    "max_steps": {"value": 1500, "source": "data", "statistic": "100 epochs of 15 steps"},
+}
+EMBED_SETTINGS = {"morphology": {"value": True, "source": "data", "statistic": "the tile index has 6 features"}}
+
+
+def _colour_absorbance_run(root: Path) -> dict[str, Any]:
+    kwargs = _make_inputs(root, modality="images")
+    tile = np.zeros((3, 32, 32))
+    tile[1:, 8:24, 8:24] = 0.8  # absorbs green and blue: a red-stained cell on a clear field
+    items = [TileItem(f"item{i:03d}", tile, {"label": LABELS[i % 3], "source": "field.png"}) for i in range(N)]
+    write_store(kwargs["tiles_dir"], items, {"intensity": "absorbance", "gain": 1.0}, "images",
+                meta={"requested_tile_params": {"intensity": "auto", "gain": "auto"}, "settings": TILE_SETTINGS})
+    (root / "models").mkdir()
+    write_json({"train": {"max_steps": "auto"}, "settings": TRAIN_SETTINGS, "steps": 1234, "epochs": 82},
+               root / "models" / "params.json")
+    embedding = pd.read_parquet(kwargs["embedding_path"])
+    write_table(embedding, kwargs["embedding_path"], {"morphology": True, "settings": EMBED_SETTINGS})
+    examples = np.repeat(tile[None], 4, axis=0).astype(np.float32)
+    np.savez(kwargs["examples_path"], item_id=np.array(["item000", "item001", "item002", "item003"]),
+             input=examples, recon=examples * 0.9, prior_samples=examples, interpolation=examples)
+    return kwargs
+
+
+def _png_pixels(uri: str) -> np.ndarray:
+    return imread(io.BytesIO(base64.b64decode(uri.split(",", 1)[1])), format="png")[..., :3]
+
+
+def _red_stain_on_white(pixels: np.ndarray) -> bool:
+    """The absorbance tile as a micrograph: a red particle (1 - [0, 0.8, 0.8]) on a white field."""
+    scale = 255 if pixels.dtype == np.uint8 else 1
+    red = (pixels[..., 0] > 0.9 * scale) & (pixels[..., 1] < 0.35 * scale) & (pixels[..., 2] < 0.35 * scale)
+    dark = pixels.max(axis=-1) < 0.2 * scale  # the unflipped tile: a black field
+    return bool(red.any()) and not dark.any()
+
+
+@pytest.fixture(scope="module")
+def colour_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    root = tmp_path_factory.mktemp("colour")
+    path = build_report(**_colour_absorbance_run(root))
+    return path, path.read_text(encoding="utf-8")
+
+
+def test_settings_found_from_the_data_are_tabled_with_the_fallback_marked(colour_report: tuple[Path, str]) -> None:
+    _, page = colour_report
+    summary = _section(page, "summary")
+    assert "<h3>Settings found from the data</h3>" in summary
+    table = summary[summary.index("<h3>Settings found from the data</h3>"):summary.index("<details>")]
+    cells = r"<td>([\w.]+)</td><td>([^<]*)</td><td>(\w+)</td><td>([^<]*)</td>"
+    rows = re.findall(rf"<tr( class=\"flag\")?>{cells}</tr>", table)
+    assert [(key, value, source) for _, key, value, source, _ in rows] == [
+        ("images.channel", "rgb", "data"), ("images.normalize.intensity", "absorbance", "data"),
+        ("images.normalize.gain", "1", "fallback"), ("images.normalize.scale_mode", "fixed", "config"),
+        ("train.augment", "dihedral", "data"), ("train.max_steps", "1500", "data"),
+        ("embed.morphology", "True", "data"),
+    ]
+    assert [key for flag, key, *_ in rows if flag] == ["images.normalize.gain"]  # only the fallback stands out
+    assert "<td>only 5 particles (&lt; 20): too few</td>" in table  # the statistic, escaped
+    assert '<p class="warn">Not found from the data (too few or unusual items), so a stated default was used: ' \
+           "images.normalize.gain." in table
+    assert "<td>training steps run</td><td>1234 (82 epochs)</td>" in summary
+    overview = _section(page, "overview")
+    assert re.search(r'<tr class="flag"><td>settings not found from the data</td><td>1 fell back to a stated '
+                     r"default: images.normalize.gain", overview)
+    assert "(colour), absorbance shown inverted (white field)" in summary
+
+
+def test_colour_absorbance_tiles_are_drawn_in_colour_as_micrographs(colour_report: tuple[Path, str]) -> None:
+    path, page = colour_report
+    thumbs = re.findall(r"data:image/jpeg;base64,([A-Za-z0-9+/=]+)", _section(page, "embedding"))
+    assert len(thumbs) == N
+    thumb = np.asarray(Image.open(io.BytesIO(base64.b64decode(thumbs[0]))))
+    assert thumb.shape == (64, 64, 3) and _red_stain_on_white(thumb)
+    assert thumb[0, 0].min() > 230  # the clear field is white, as under the microscope
+    gallery = re.findall(r'<img class="tiles" src="([^"]+)"', _section(page, "gallery"))
+    examples = re.findall(r'<img class="tiles" src="([^"]+)"', _section(page, "examples"))
+    assert len(gallery) == 3 and len(examples) == 3
+    for uri in gallery + examples:
+        assert _red_stain_on_white(_png_pixels(uri))
+    sheet = imread(path.parent / "contact_sheet.png")[..., :3]
+    assert (sheet[..., 0] > 0.9).any() and ((sheet[..., 0] > 0.9) & (sheet[..., 1] < 0.35)).sum() > 3 * 5 * 8 * 8
+
+
+def test_runs_without_settings_records_show_no_settings_table(report: tuple[Path, str]) -> None:
+    _, page = report
+    assert "Settings found from the data" not in page and 'class="flag"' not in page
+    assert "settings not found from the data" not in _section(page, "overview")
+    # spectrogram tiles are never inverted
+    assert "absorbance shown inverted" not in _section(page, "summary")
+
+
+def test_found_settings_reads_settings_json_when_the_store_has_none(tmp_path: Path) -> None:
+    write_store(tmp_path / "tiles", [TileItem("a", np.zeros((8, 8)))], {"n_fft": 512}, "audio")
+    store = TileStore(tmp_path / "tiles")
+    assert found_settings(store, {}, None, tmp_path / "settings.json") == []  # an older run: nothing, no error
+    (tmp_path / "broken.json").write_text("{not json")
+    assert found_settings(store, {}, None, tmp_path / "broken.json") == []
+    record = {"value": -80.0, "source": "fallback", "statistic": "no calls found"}
+    write_json({"modality": "audio", "choices": {"spectrogram.db_min": record, "junk": 3}}, tmp_path / "settings.json")
+    train = {"settings": {"batch_size": {"value": 64, "source": "data", "statistic": "n / 10"}}}
+    assert found_settings(store, train, None, tmp_path / "settings.json") == [
+        ("audio.spectrogram.db_min", record), ("train.batch_size", train["settings"]["batch_size"])]

@@ -2,7 +2,8 @@
 
 Figures are drawn on ``matplotlib.figure.Figure`` objects with the Agg canvas, never through pyplot, so
 no global backend state is touched and nothing has to be closed. Tile mosaics skip the figure machinery
-altogether: tiles are coloured with the colormap and written as one image, which keeps the page small.
+altogether: grey tiles are coloured with the colormap, colour tiles (``[3, S, S]``) drawn as RGB, and the
+mosaic written as one image, which keeps the page small.
 PNG metadata is stripped, so the page carries no URL, not even matplotlib's own.
 """
 
@@ -47,37 +48,67 @@ def _plain(text: object) -> str:
     return str(text).replace("$", r"\$")
 
 
+def tile_batch(tiles: np.ndarray) -> np.ndarray:
+    """Tiles as a batch: ``[n, S, S]`` (grey) or ``[n, 3, S, S]`` (colour).
+
+    Accepts one tile ``[S, S]``, a grey batch ``[n, S, S]`` or a store batch ``[n, C, S, S]`` with C = 1
+    (grey, the channel dropped) or C = 3 (RGB). Any other channel count is refused.
+    """
+    arr = np.asarray(tiles, dtype=np.float32)
+    if arr.ndim == 2:
+        return arr[None]
+    if arr.ndim == 3:
+        return arr
+    if arr.ndim == 4 and arr.shape[1] in (1, 3):
+        return arr[:, 0] if arr.shape[1] == 1 else arr
+    raise ValueError(f"tiles of shape {arr.shape}: expected [S, S], [n, S, S] or [n, C, S, S] with C = 1 or 3")
+
+
 def _shrink(tiles: np.ndarray, max_px: int) -> np.ndarray:
-    """Block-average ``[n, S, S]`` tiles by an integer factor so a side is at most about ``max_px``."""
+    """Block-average tiles (``[n, S, S]`` or ``[n, C, S, S]``) by an integer factor so a side is at most
+    about ``max_px``."""
     factor = max(1, math.ceil(tiles.shape[-1] / max_px))
     if factor == 1:
         return tiles
     side = tiles.shape[-1] // factor * factor
-    t = tiles[:, :side, :side]
-    return t.reshape(len(t), side // factor, factor, side // factor, factor).mean(axis=(2, 4))
+    t = tiles[..., :side, :side]
+    lead = t.shape[:-2]
+    return t.reshape(*lead, side // factor, factor, side // factor, factor).mean(axis=(-3, -1))
+
+
+def tile_rgb(tile: np.ndarray, origin: str = "upper", cmap: str = "gray") -> np.ndarray:
+    """One tile as an ``[S, S, 3]`` uint8 picture: a grey ``[S, S]`` tile through ``cmap``, a colour
+    ``[3, S, S]`` tile as its own RGB (channels last). ``origin="lower"`` puts row 0 at the bottom."""
+    t = np.clip(np.asarray(tile, dtype=np.float32), 0, 1)
+    if origin == "lower":
+        t = t[..., ::-1, :]
+    if t.ndim == 3:
+        return np.round(255 * np.moveaxis(t, 0, -1)).astype(np.uint8)
+    return matplotlib.colormaps[cmap](t, bytes=True)[..., :3]
 
 
 def _mosaic(rows: Sequence[np.ndarray], origin: str, cmap: str, max_px: int, gap: int) -> np.ndarray:
-    """RGB uint8 mosaic: each entry of ``rows`` (``[n, S, S]`` in [0, 1]) is a row of tiles on white."""
-    shrunk = [_shrink(np.asarray(r, dtype=np.float32).reshape(-1, *np.shape(r)[-2:]), max_px) for r in rows]
+    """RGB uint8 mosaic: each entry of ``rows`` (see :func:`tile_batch`, values in [0, 1]) is a row of
+    tiles on white; grey and colour rows may be mixed."""
+    shrunk = [_shrink(tile_batch(r), max_px) for r in rows]
     side = max(r.shape[-1] for r in shrunk)
     n_cols = max(1, max(len(r) for r in shrunk))
     height = len(shrunk) * (side + gap) - gap
     width = n_cols * (side + gap) - gap
     rgb = np.full((max(height, 1), max(width, 1), 3), 255, dtype=np.uint8)
-    colour = matplotlib.colormaps[cmap]
     for i, row in enumerate(shrunk):
         for j, tile in enumerate(row):
-            t = tile[::-1] if origin == "lower" else tile
+            t = tile_rgb(tile, origin, cmap)
             y, x = i * (side + gap), j * (side + gap)
-            rgb[y : y + t.shape[0], x : x + t.shape[1]] = colour(np.clip(t, 0, 1), bytes=True)[..., :3]
+            rgb[y : y + t.shape[0], x : x + t.shape[1]] = t
     return rgb
 
 
 def tile_grid(
     rows: Sequence[np.ndarray], origin: str = "upper", cmap: str = "gray", max_px: int = 64, gap: int = 2
 ) -> bytes:
-    """One PNG mosaic: each entry of ``rows`` (``[n, S, S]``, values in [0, 1]) is a row of tiles.
+    """One PNG mosaic: each entry of ``rows`` (``[n, S, S]`` grey or ``[n, C, S, S]`` with C = 1 or 3,
+    values in [0, 1]) is a row of tiles; colour tiles are drawn as RGB, grey ones through ``cmap``.
 
     Rows may differ in length (the rest is left white). ``origin="lower"`` flips each tile so that
     row 0 of a spectrogram (the lowest frequency) is drawn at the bottom.
@@ -90,7 +121,7 @@ def tile_grid(
 def contact_sheet(
     rows: Sequence[tuple[str, np.ndarray]], origin: str = "upper", cmap: str = "gray", max_px: int = 64
 ) -> bytes:
-    """A titled mosaic with one row of tiles per group; ``rows`` holds (row title, ``[n, S, S]`` tiles).
+    """A titled mosaic with one row of tiles per group; ``rows`` holds (row title, tiles as in :func:`tile_grid`).
 
     What a microscopist prints to check the tiles by eye: every label's tiles side by side, at one
     scale, named in the margin.

@@ -9,6 +9,11 @@ inline, so the page can be mailed or archived as one file and references nothing
 
 All tables are joined on ``item_id``. With ``predicted_labels.csv`` (the evaluate stage's), the labels
 shown are the corrected ones and every item also carries its predicted label.
+
+Tiles are drawn as the store holds them: grey (C = 1) through the modality's colormap, colour (C = 3) as
+RGB. Absorbance tiles (``normalize.intensity: absorbance``: particles bright on black) are shown as
+``1 - tile``, so they look like the bright-field micrograph they were cut from. The run details list every
+setting the stages found from the data (``auto``), with the statistic behind it; stated fallbacks stand out.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from quagga import __version__
 from quagga.evaluate.propagation import label_next
 from quagga.params import ReportParams
 from quagga.report import figures, interactive
+from quagga.settings import AUTO, read_settings
 from quagga.tables import atomic_path, read_table_params
 from quagga.tiles.store import TileStore
 
@@ -44,6 +50,8 @@ GALLERY_PX = 64  # tile side in galleries and tables
 CONTACT_SHEET_FILE = "contact_sheet.png"  # next to index.html: the tiles of every label, to check by eye
 DETAIL_PX = 128  # tile side for reconstructions, prior samples and interpolations
 TEMPLATE = "report.html.j2"
+SETTINGS_FILE = "settings.json"  # results/{dataset}/: the settings stage's resolved tile settings
+TRAIN_PARAMS_FILE = "models/params.json"  # results/{dataset}/: the train stage's record (settings, steps)
 
 # the page's sections in order: the answer first, the parameters last
 SECTIONS: tuple[tuple[str, str], ...] = (
@@ -97,11 +105,13 @@ class Clip:
 
 @dataclass(frozen=True)
 class Table:
-    """Columns and rows of plain values, Images or Clips; ``numeric``: indices of right-aligned columns."""
+    """Columns and rows of plain values, Images or Clips; ``numeric``: indices of right-aligned columns;
+    ``flagged``: indices of rows drawn to stand out (e.g. settings that fell back)."""
 
     columns: list[str]
     rows: list[list[object]]
     numeric: frozenset[int] = frozenset()
+    flagged: frozenset[int] = frozenset()
 
 
 def _text(value: object) -> str:
@@ -132,9 +142,10 @@ def _img(png: bytes, alt: str, tiles: bool = False) -> Image:
     return Image("data:image/png;base64," + base64.b64encode(png).decode("ascii"), alt, tiles)
 
 
-def _table(columns: Sequence[str], rows: Iterable[Sequence[object]], numeric: Sequence[str] = ()) -> Table:
+def _table(columns: Sequence[str], rows: Iterable[Sequence[object]], numeric: Sequence[str] = (),
+           flagged: Iterable[int] = ()) -> Table:
     right = frozenset(i for i, c in enumerate(columns) if c in numeric)
-    return Table(list(columns), [list(row) for row in rows], right)
+    return Table(list(columns), [list(row) for row in rows], right, frozenset(flagged))
 
 
 def _flatten(data: Mapping[str, Any], prefix: str = "") -> list[tuple[str, object]]:
@@ -222,9 +233,26 @@ def subsample_per_cluster(items: pd.DataFrame, max_points: int, seed: int = SUBS
     return items.loc[np.sort(np.concatenate(keep))]
 
 
+def bright_field(store: TileStore) -> bool:
+    """Whether the store's tiles are absorbance (``normalize.intensity: absorbance``): particles bright on
+    black, to be shown as ``1 - tile`` (a white field with the stained particle, as under the microscope).
+
+    Read from the tile parameters, else (an ``auto`` left there) from the store's settings record.
+    """
+    if store.meta.get("modality") == "audio":
+        return False
+    intensity = (store.meta.get("tile_params") or {}).get("intensity")
+    if intensity is None or intensity == AUTO:
+        record = (store.meta.get("settings") or {}).get("normalize.intensity")
+        intensity = record.get("value") if isinstance(record, Mapping) else None
+    return intensity == "absorbance"
+
+
 def _tiles(store: TileStore, rows: Sequence[int]) -> np.ndarray:
-    """``[n, S, S]`` float32 tiles read from the memory map (only these rows are touched)."""
-    return np.asarray(store.tiles[np.asarray(rows, dtype=int), 0], dtype=np.float32)
+    """Tiles as shown, read from the memory map (only these rows are touched): float32 ``[n, S, S]``
+    (grey) or ``[n, 3, S, S]`` (colour); absorbance tiles inverted (see :func:`bright_field`)."""
+    tiles = figures.tile_batch(store.tiles[np.asarray(rows, dtype=int)])
+    return 1.0 - tiles if bright_field(store) else tiles
 
 
 def _has_audio(store: TileStore, source_root: Path | None) -> bool:
@@ -266,8 +294,11 @@ def _share(n: int, total: int) -> str:
     return f"{n} ({n / max(total, 1):.1%})"
 
 
-def _overview(items: pd.DataFrame, metrics: Mapping[str, Any], skipped: pd.DataFrame) -> dict[str, Any]:
-    """The one-screen answer: what was there, what was found, how well it matches the labels."""
+def _overview(
+    items: pd.DataFrame, metrics: Mapping[str, Any], skipped: pd.DataFrame, fallbacks: Sequence[str] = ()
+) -> dict[str, Any]:
+    """The one-screen answer: what was there, what was found, how well it matches the labels (and which
+    settings could not be found from the data: ``fallbacks``)."""
     n_noise = int((items["cluster"] == -1).sum())
     n_labelled = int(items["label"].notna().sum())
     v = metrics.get("v_measure")
@@ -290,7 +321,12 @@ def _overview(items: pd.DataFrame, metrics: Mapping[str, Any], skipped: pd.DataF
     propagation = metrics.get("propagation")
     if propagation:
         facts.append(("labels predicted", _propagation_text(propagation)))
-    return {"facts": _table(["", "value"], facts)}
+    flagged = []
+    if fallbacks:
+        flagged.append(len(facts))
+        facts.append(("settings not found from the data",
+                      f"{len(fallbacks)} fell back to a stated default: {', '.join(fallbacks)} (see Run details)"))
+    return {"facts": _table(["", "value"], facts, flagged=flagged)}
 
 
 def _propagation_text(propagation: Mapping[str, Any]) -> str:
@@ -306,16 +342,76 @@ def _propagation_text(propagation: Mapping[str, Any]) -> str:
     return text
 
 
+def _read_record(path: Path | None) -> dict[str, Any]:
+    """A JSON record of another stage (settings.json, params.json); empty when absent or unreadable."""
+    if path is None or not Path(path).is_file():
+        return {}
+    try:
+        record = read_settings(path)
+    except (OSError, ValueError) as exc:
+        log.warning("%s: not read (%s); its settings are not shown", path, exc)
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def found_settings(
+    store: TileStore, train_record: Mapping[str, Any], embedding_path: Path | None,
+    settings_path: Path | None = None,
+) -> list[tuple[str, Mapping[str, Any]]]:
+    """How every setting of the run was chosen, in stage order (tiles, train, embed): (dotted config key,
+    record with ``value``, ``source`` (config, data or fallback) and ``statistic``).
+
+    The tile settings are the store's (``store.json``: what made the tiles), else ``settings_path`` (the
+    settings stage's ``settings.json``); training's are ``train_record["settings"]`` (``models/params.json``),
+    the embedding's ride in its table's parameters. A record absent (an older run) gives no rows.
+    """
+    section, tiles = str(store.meta.get("modality", "tiles")), store.meta.get("settings")
+    if not tiles:
+        resolved = _read_record(settings_path)
+        section, tiles = str(resolved.get("modality", section)), resolved.get("choices")
+    embed = read_table_params(embedding_path).get("settings") if embedding_path is not None \
+        and Path(embedding_path).is_file() else None
+    rows: list[tuple[str, Mapping[str, Any]]] = []
+    for prefix, records in ((section, tiles), ("train", train_record.get("settings")), ("embed", embed)):
+        if isinstance(records, Mapping):
+            rows += [(f"{prefix}.{key}", record) for key, record in records.items()
+                     if isinstance(record, Mapping) and "value" in record]
+    return rows
+
+
+def _setting_value(value: object) -> str:
+    """A setting as text: floats to 4 significant digits (a band's ends too), the rest as they are."""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, list | tuple) and any(isinstance(v, float) for v in value):
+        return "[" + ", ".join(_setting_value(v) for v in value) + "]"
+    return _text(value)
+
+
+def _settings(settings: Sequence[tuple[str, Mapping[str, Any]]]) -> dict[str, Any] | None:
+    """The table of settings found from the data, fallbacks flagged; None when the run recorded none."""
+    if not settings:
+        return None
+    rows = [(key, _setting_value(r.get("value")), r.get("source", "?"), r.get("statistic", ""))
+            for key, r in settings]
+    flagged = [i for i, (_, r) in enumerate(settings) if r.get("source") == "fallback"]
+    return {"table": _table(["setting", "value", "source", "statistic"], rows, flagged=flagged),
+            "fallbacks": [settings[i][0] for i in flagged]}
+
+
 def _run_details(
     dataset: str, modality: str, store: TileStore, items: pd.DataFrame, skipped: pd.DataFrame,
-    run_info: Mapping[str, Any],
+    run_info: Mapping[str, Any], settings: Sequence[tuple[str, Mapping[str, Any]]] = (),
+    train_record: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     n_noise = int((items["cluster"] == -1).sum())
     facts = [
         ("dataset", dataset),
         ("modality", modality),
         ("tiles in the store", len(store)),
-        ("tile size", f"{store.tile_size} x {store.tile_size}"),
+        ("tile size", f"{store.tile_size} x {store.tile_size}"
+         + (" (colour)" if store.channels == 3 else "")
+         + (", absorbance shown inverted (white field)" if bright_field(store) else "")),
         ("items on the map", len(items)),
         ("labelled items", int(items["label"].notna().sum())),
         ("distinct labels", int(items["label"].nunique())),
@@ -323,9 +419,13 @@ def _run_details(
         ("noise items", _share(n_noise, len(items))),
         ("skipped inputs", len(skipped)),
     ]
+    train_record = train_record or {}
+    if "steps" in train_record:
+        facts.append(("training steps run", f"{train_record['steps']} ({train_record.get('epochs', '?')} epochs)"))
     params = _flatten(run_info) + _flatten(store.tile_params, "tiles.")
     return {"facts": _table(["", "value"], facts),
-            "params": _table(["parameter", "value"], params) if params else None}
+            "params": _table(["parameter", "value"], params) if params else None,
+            "settings": _settings(settings)}
 
 
 def _metric_value(value: object) -> str:
@@ -461,11 +561,18 @@ def _gallery(
             "table": _table(columns, rows, numeric=["cluster", "items", "mean probability"])}
 
 
-def _examples(examples_path: Path | None, params: ReportParams, origin: str, cmap: str) -> dict[str, Any]:
+def _examples(
+    examples_path: Path | None, params: ReportParams, origin: str, cmap: str, invert: bool = False
+) -> dict[str, Any]:
+    """Inputs and reconstructions, prior samples, interpolation (``[n, S, S]`` or ``[n, C, S, S]`` each);
+    ``invert``: absorbance tiles, shown as ``1 - tile``."""
     if examples_path is None or not Path(examples_path).is_file():
         return {"empty": "No reconstructions or samples were written for this run."}
     with np.load(examples_path, allow_pickle=False) as npz:
         ex = {k: npz[k] for k in npz.files}
+    for key in ("input", "recon", "prior_samples", "interpolation"):
+        if key in ex and invert:
+            ex[key] = 1.0 - np.asarray(ex[key], dtype=np.float32)
     out: dict[str, Any] = {}
     if "input" in ex and "recon" in ex:
         pairs = [
@@ -629,16 +736,26 @@ def build_report(
     source_root: Path | None = None,
     predicted_path: Path | None = None,
     image_page: int = 0,
+    train_params_path: Path | None = None,
+    settings_path: Path | None = None,
 ) -> Path:
     """Write ``out_dir/index.html`` (atomically) and return its path.
 
     ``source_root`` is the folder the items' ``source`` paths are relative to; with it, clicking an
     audio point on the map plays its call, and hovering an image point shows its original crop (from page
     ``image_page`` of a multi-page TIFF). ``predicted_path``: the evaluate stage's predicted_labels.csv.
+    ``train_params_path`` and ``settings_path`` (the train stage's params.json and the settings stage's
+    settings.json, for the settings table) default to where the results grammar puts them, next to the
+    tile store: ``{dataset}/models/params.json`` and ``{dataset}/settings.json``; absent files are skipped.
     """
     store = TileStore(tiles_dir)
     modality = str(store.meta.get("modality", ""))
     origin, cmap = figures.tile_display(modality)
+    results = Path(tiles_dir).parent
+    train_record = _read_record(Path(train_params_path) if train_params_path else results / TRAIN_PARAMS_FILE)
+    settings = found_settings(store, train_record, Path(embedding_path),
+                              Path(settings_path) if settings_path else results / SETTINGS_FILE)
+    fallbacks = [key for key, record in settings if record.get("source") == "fallback"]
     items = join_items(store, Path(latents_path), Path(embedding_path), Path(clusters_path))
     items = with_predictions(items, Path(predicted_path) if predicted_path else None)
     metrics = json.loads(Path(metrics_path).read_text())
@@ -652,7 +769,7 @@ def build_report(
         "dataset": dataset,
         "head": Markup(head),  # Bokeh's inline resources: trusted, not data
         "n_examples": params.n_examples,
-        "overview": _overview(items, metrics, skipped),
+        "overview": _overview(items, metrics, skipped, fallbacks),
         "embedding": embedding,
         "metrics": _metrics(metrics),
         "contingency": _contingency(metrics, items),
@@ -662,11 +779,12 @@ def build_report(
         "few_labels": _few_labels(metrics),
         "labels": _labels(sheet),
         "gallery": _gallery(store, items, params, origin, cmap, source_root),
-        "examples": _examples(Path(examples_path) if examples_path else None, params, origin, cmap),
+        "examples": _examples(Path(examples_path) if examples_path else None, params, origin, cmap,
+                              bright_field(store)),
         "anomalies": _anomalies(store, items, params, origin, cmap, source_root),
         "training": _training(Path(training_curve_path) if training_curve_path else None),
         "skipped": _skipped(skipped),
-        "summary": _run_details(dataset, modality, store, items, skipped, info),
+        "summary": _run_details(dataset, modality, store, items, skipped, info, settings, train_record),
     })
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -102,12 +102,20 @@ def numeric_colours(values: Sequence[float]) -> list[str]:
 
 
 def thumbnail_uri(tile: np.ndarray, origin: str) -> str:
-    """A tile as a small grayscale JPEG data URI (spectrograms flipped so low frequencies are at the bottom)."""
+    """A tile as a small JPEG data URI: grey for ``[S, S]`` or ``[1, S, S]``, colour (RGB) for ``[3, S, S]``;
+    spectrograms flipped so low frequencies are at the bottom."""
     image = np.asarray(tile, dtype=np.float32)
+    if image.ndim == 3 and image.shape[0] == 1:
+        image = image[0]
+    if image.ndim == 3 and image.shape[0] == 3:
+        image = np.moveaxis(image, 0, -1)  # channels last, as PIL wants them
+    elif image.ndim != 2:
+        raise ValueError(f"tile of shape {np.shape(tile)}: expected [S, S] or [C, S, S] with C = 1 or 3")
     if origin == "lower":
         image = image[::-1]
-    pixels = np.clip(np.round(image * 255), 0, 255).astype(np.uint8)
-    picture = Image.fromarray(pixels, mode="L").resize((THUMB_PX, THUMB_PX), Image.Resampling.BILINEAR)
+    pixels = np.ascontiguousarray(np.clip(np.round(image * 255), 0, 255).astype(np.uint8))
+    picture = Image.fromarray(pixels)  # uint8: "L" for grey, "RGB" for channels last
+    picture = picture.resize((THUMB_PX, THUMB_PX), Image.Resampling.BILINEAR)
     buf = io.BytesIO()
     picture.save(buf, format="JPEG", quality=THUMB_QUALITY)
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
