@@ -17,14 +17,27 @@ def peak_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def tiles_section(config_path: Path, dataset: str | None, modality: str) -> tuple[str, dict]:
-    """Name and validated tiles section of ``dataset`` (default: the config's first of ``modality``)."""
+def tiles_section(config_path: Path, dataset: str | None, modality: str, resolve: bool = True) -> tuple[str, dict]:
+    """Name and validated tiles section of ``dataset`` (default: the config's first of ``modality``), its
+    ``auto`` settings found from the data as the workflow's settings stage finds them (``resolve``)."""
     from quagga.config import load_config, stage_section
+    from quagga.params import AudioParams, ImageParams, from_dict, to_dict
 
     config = load_config(config_path)
     names = config["run_datasets"] or sorted(config["datasets"])
     name = dataset or next(n for n in names if config["datasets"][n]["modality"] == modality)
-    return name, stage_section(config, name, "tiles")
+    section = stage_section(config, name, "tiles")
+    if not resolve:
+        return name, section
+    if modality == "audio":
+        from quagga.audio.settings import resolve_audio_settings
+
+        resolved, _ = resolve_audio_settings(from_dict(AudioParams, section), ROOT)
+    else:
+        from quagga.images.settings import resolve_image_settings
+
+        resolved, _ = resolve_image_settings(from_dict(ImageParams, section), ROOT)
+    return name, to_dict(resolved)
 
 
 def run_fresh(target: Callable[..., None], *args: object) -> dict:

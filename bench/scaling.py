@@ -183,7 +183,7 @@ def main() -> None:
     ap.add_argument("--val-batches", type=int, default=10, help="validation batches at every scale")
     ap.add_argument("--tmp", type=Path, default=None, help="where the copies and stores go (default: system temp)")
     args = ap.parse_args()
-    name, section = tiles_section(args.config, args.dataset, "audio")
+    name, section = tiles_section(args.config, args.dataset, "audio", resolve=False)  # resolved per copy
     if not (ROOT / section["recordings"]).exists():
         sys.exit(f"bench/scaling.py: recordings of {name} not found at {section['recordings']} "
                  "(the shared data lives in ../shared/data)")

@@ -283,12 +283,13 @@ def test_energy_segmentation_of_a_long_file_in_blocks_finds_calls_across_block_e
 @pytest.mark.slow
 @pytest.mark.skipif(not (KOUMURA / "annotations.csv").is_file(), reason="koumura-bird0 not in ../shared/data")
 def test_koumura_bird0_every_syllable_becomes_a_tile() -> None:
+    from quagga.audio.settings import resolve_audio_settings
     from quagga.config import load_config, stage_section
     from quagga.params import from_dict
 
     root = Path(__file__).resolve().parents[2]
-    config = load_config(root / "config" / "koumura-bird0.yaml")
-    params = from_dict(AudioParams, stage_section(config, "koumura-bird0", "tiles"))
+    config = load_config(root / "config" / "koumura-bird0.yaml")  # the shipped preset: every tile setting auto
+    params, _ = resolve_audio_settings(from_dict(AudioParams, stage_section(config, "koumura-bird0", "tiles")), root)
     out = list(iter_audio_tiles(params, root))
     tiles = [o for o in out if isinstance(o, TileItem)]
     assert len(tiles) == 7652 and len(out) == 7652
