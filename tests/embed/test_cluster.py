@@ -10,7 +10,13 @@ import pytest
 from sklearn.datasets import make_blobs
 from sklearn.metrics import v_measure_score
 
-from quagga.embed.cluster import cluster_embedding, embedding_columns, predict_new, resolve_min_cluster_size
+from quagga.embed.cluster import (
+    cluster_embedding,
+    embedding_columns,
+    other_granularity,
+    predict_new,
+    resolve_min_cluster_size,
+)
 from quagga.params import ClusterParams
 
 
@@ -141,3 +147,33 @@ def test_selection_keeps_the_least_noisy_when_all_exceed_the_cap(blobs: tuple[np
     rows = table.attrs["selection"]["candidates"]
     assert all(r["noise_fraction"] > 0 for r in rows)
     assert (table["cluster"] == -1).mean() == pytest.approx(min(r["noise_fraction"] for r in rows), abs=1e-4)
+
+
+def _row(size: int, method: str, dbcv: float, n_clusters: int, noise: float = 0.01) -> dict:
+    return {"min_cluster_size": size, "min_samples": None, "cluster_selection_method": method, "dbcv": dbcv,
+            "n_clusters": n_clusters, "noise_fraction": noise}
+
+
+def test_other_granularity_is_named_only_when_about_as_valid_and_really_different() -> None:
+    """6 against 19 clusters at nearly the same DBCV is the case to report; 13 against 14 is not another
+    granularity, a much worse DBCV is not a rival, and a candidate over the noise cap does not count."""
+    chosen = {"min_cluster_size": 40, "min_samples": None, "cluster_selection_method": "eom"}
+    fine = _row(10, "leaf", 0.58, 19)
+    rows = [_row(40, "eom", 0.60, 6), fine, _row(20, "eom", 0.59, 7), _row(5, "leaf", 0.30, 40)]
+    assert other_granularity(rows, chosen, 0.05) == fine
+    assert other_granularity([rows[0], rows[2], rows[3]], chosen, 0.05) is None
+    noisy = _row(10, "leaf", 0.62, 19, noise=0.2)
+    assert other_granularity([rows[0], noisy], chosen, 0.05) is None
+
+
+def test_selection_records_no_other_granularity_when_one_grouping_clearly_wins() -> None:
+    """Two far groups of three close blobs: DBCV rates the 2 groups far above the 6 blobs (0.86 against
+    0.21), so the record names no rival; the selection is written with the table either way."""
+    rng = np.random.default_rng(3)
+    centres = [(gx + dx, 0.0) for gx in (0.0, 30.0) for dx in (0.0, 1.5, 3.0)]
+    X = np.vstack([np.array(c) + rng.normal(0, 0.2, size=(100, 2)) for c in centres])
+    params = ClusterParams(min_cluster_size=[20, 250], min_samples=[None], cluster_selection_method=["eom", "leaf"])
+    table, _ = cluster_embedding(_table(X), params)
+    selection = table.attrs["selection"]
+    assert table["cluster"].max() + 1 == 2 and {r["n_clusters"] for r in selection["candidates"]} == {2, 6}
+    assert selection["other_granularity"] is None

@@ -429,6 +429,10 @@ def _colour_absorbance_run(root: Path) -> dict[str, Any]:
                root / "models" / "params.json")
     embedding = pd.read_parquet(kwargs["embedding_path"])
     write_table(embedding, kwargs["embedding_path"], {"morphology": True, "settings": EMBED_SETTINGS})
+    clusters = pd.read_parquet(kwargs["clusters_path"])
+    write_table(clusters, kwargs["clusters_path"], {"selected": {"min_cluster_size": 40}, "other_granularity": {
+        "min_cluster_size": 10, "min_samples": None, "cluster_selection_method": "leaf", "dbcv": 0.58,
+        "n_clusters": 19, "noise_fraction": 0.01}})
     examples = np.repeat(tile[None], 4, axis=0).astype(np.float32)
     np.savez(kwargs["examples_path"], item_id=np.array(["item000", "item001", "item002", "item003"]),
              input=examples, recon=examples * 0.9, prior_samples=examples, interpolation=examples)
@@ -475,6 +479,8 @@ def test_settings_found_from_the_data_are_tabled_with_the_fallback_marked(colour
     overview = _section(page, "overview")
     assert re.search(r'<tr class="flag"><td>settings not found from the data</td><td>1 fell back to a stated '
                      r"default: images.normalize.gain", overview)
+    assert re.search(r'<tr class="flag"><td>another granularity</td><td>19 clusters are about as valid \(DBCV '
+                     r"0.580, min_cluster_size 10, min_samples None, leaf\)", overview)
     assert "(colour), absorbance shown inverted (white field)" in summary
 
 

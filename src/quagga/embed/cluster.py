@@ -20,6 +20,8 @@ import pandas as pd
 from quagga.params import ClusterParams
 
 log = logging.getLogger(__name__)
+# DBCV (in [-1, 1]) this close to the chosen candidate counts as "about as valid"
+GRANULARITY_DBCV_TOLERANCE = 0.05
 
 
 def embedding_columns(embedding: pd.DataFrame) -> list[str]:
@@ -92,6 +94,24 @@ def select_clustering(
     return _fit(X, chosen), chosen, rows
 
 
+def other_granularity(rows: list[dict[str, Any]], selected: dict[str, Any], max_noise_fraction: float,
+                      tolerance: float = GRANULARITY_DBCV_TOLERANCE) -> dict[str, Any] | None:
+    """A candidate about as valid as the chosen one (DBCV within ``tolerance``) that groups the items at
+    another granularity (at least 1.5 times more or fewer clusters), or None.
+
+    When the data support both a coarse and a fine grouping, which one wins can change with a seed; the
+    report says so instead of presenting one as the answer.
+    """
+    rows = [r for r in rows if r["noise_fraction"] <= max_noise_fraction and r["n_clusters"] >= 2]
+    best = next((r for r in rows if all(r[k] == selected.get(k) for k in ("min_cluster_size", "min_samples",
+                                                                         "cluster_selection_method"))), None)
+    if best is None:
+        return None
+    others = [r for r in rows if r["dbcv"] >= best["dbcv"] - tolerance
+              and max(r["n_clusters"], best["n_clusters"]) >= 1.5 * min(r["n_clusters"], best["n_clusters"])]
+    return max(others, key=lambda r: r["dbcv"], default=None)
+
+
 def cluster_embedding(
     embedding: pd.DataFrame, params: ClusterParams
 ) -> tuple[pd.DataFrame, hdbscan.HDBSCAN | None]:
@@ -125,7 +145,13 @@ def cluster_embedding(
     table["outlier_score"] = model.outlier_scores_.astype(np.float64)
     if params.assign_noise:
         table["assigned_cluster"] = assign_noise_points(model)
-    table.attrs["selection"] = {"selected": chosen, "candidates": rows}
+    other = other_granularity(rows, chosen, params.max_noise_fraction)
+    table.attrs["selection"] = {"selected": chosen, "candidates": rows, "other_granularity": other}
+    if other is not None:
+        log.warning("the data support another granularity about as well: %d clusters (%s, DBCV %.3f); "
+                    "the chosen setting gives %d", other["n_clusters"],
+                    {k: other[k] for k in ("min_cluster_size", "min_samples", "cluster_selection_method")},
+                    other["dbcv"], int(labels.max()) + 1)
     n_clusters = int(labels.max()) + 1
     log.info(
         "HDBSCAN on %d items x %d dims (%s, of %d candidates): %d clusters, %.1f %% noise",

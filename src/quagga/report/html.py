@@ -295,10 +295,12 @@ def _share(n: int, total: int) -> str:
 
 
 def _overview(
-    items: pd.DataFrame, metrics: Mapping[str, Any], skipped: pd.DataFrame, fallbacks: Sequence[str] = ()
+    items: pd.DataFrame, metrics: Mapping[str, Any], skipped: pd.DataFrame, fallbacks: Sequence[str] = (),
+    other_granularity: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The one-screen answer: what was there, what was found, how well it matches the labels (and which
-    settings could not be found from the data: ``fallbacks``)."""
+    settings could not be found from the data: ``fallbacks``; a clustering at another granularity that the
+    data support about as well: ``other_granularity``)."""
     n_noise = int((items["cluster"] == -1).sum())
     n_labelled = int(items["label"].notna().sum())
     v = metrics.get("v_measure")
@@ -326,6 +328,13 @@ def _overview(
         flagged.append(len(facts))
         facts.append(("settings not found from the data",
                       f"{len(fallbacks)} fell back to a stated default: {', '.join(fallbacks)} (see Run details)"))
+    if other_granularity:
+        flagged.append(len(facts))
+        other = other_granularity
+        facts.append(("another granularity", (
+            f"{other['n_clusters']} clusters are about as valid (DBCV {other['dbcv']:.3f}, min_cluster_size "
+            f"{other['min_cluster_size']}, min_samples {other['min_samples']}, {other['cluster_selection_method']}):"
+            " the data support a coarser and a finer grouping; which one is chosen can change with the seed")))
     return {"facts": _table(["", "value"], facts, flagged=flagged)}
 
 
@@ -764,12 +773,13 @@ def build_report(
     embedding, head = _embedding(dataset, store, items, params, origin, source_root, image_page)
     sheet = contact_sheet(store, items, params.n_examples, origin, cmap)
     # the HDBSCAN setting the cluster stage chose without labels, next to the configured candidates
-    info = {**(run_info or {}), "cluster_selected": read_table_params(clusters_path).get("selected")}
+    selection = read_table_params(clusters_path)
+    info = {**(run_info or {}), "cluster_selected": selection.get("selected")}
     page = render_page({
         "dataset": dataset,
         "head": Markup(head),  # Bokeh's inline resources: trusted, not data
         "n_examples": params.n_examples,
-        "overview": _overview(items, metrics, skipped, fallbacks),
+        "overview": _overview(items, metrics, skipped, fallbacks, selection.get("other_granularity")),
         "embedding": embedding,
         "metrics": _metrics(metrics),
         "contingency": _contingency(metrics, items),
