@@ -55,7 +55,6 @@ import yaml
 from benchutil import ROOT, knn_scores
 from sklearn.metrics import adjusted_rand_score
 
-from quagga.config import load_config, stage_section
 from quagga.embed.morphology import with_morphology
 from quagga.evaluate.agreement import label_agreement
 from quagga.evaluate.few_labels import pixel_pca
@@ -311,7 +310,6 @@ def main() -> None:
     out_dir = args.results / name
     pipeline_s = run_pipeline(config_path.resolve(), out_dir / "clusters.parquet", args.cores, args.rerun_triggers)
 
-    validated = load_config(config_path)
     morphology = read_table_params(out_dir / "embedding.parquet").get("morphology") is True  # as resolved
     store = TileStore(out_dir / "tiles")
     clusters = pd.read_parquet(out_dir / "clusters.parquet")
@@ -345,7 +343,7 @@ def main() -> None:
         # the syllables quagga tiled, in its order (a call quagga skipped is left out of AVGN too)
         annotations = store.index.loc[items["row"], ["source", "onset_s", "offset_s"]].reset_index(drop=True)
         annotations = annotations.rename(columns={"source": "wav_file"})
-        spec = stage_section(validated, name, "tiles").get("spectrogram", {})
+        spec = store.tile_params  # the band quagga used (resolved from the data where it was auto)
         started = time.perf_counter()
         avgn_labels, how_avgn = avgn_naive(syllable_spectrograms(data_dir, annotations, spec), args.seed)
         baselines["avgn_naive"] = {**figures(labels, avgn_labels), "method": how_avgn}
