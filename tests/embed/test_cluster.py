@@ -139,14 +139,24 @@ def test_single_setting_skips_selection(blobs: tuple[np.ndarray, np.ndarray]) ->
     }
 
 
-def test_selection_keeps_the_least_noisy_when_all_exceed_the_cap(blobs: tuple[np.ndarray, np.ndarray]) -> None:
-    X, _ = blobs
+def test_noise_beyond_the_cap_goes_to_the_most_likely_cluster(blobs: tuple[np.ndarray, np.ndarray]) -> None:
+    """Leaf selection leaves the background as noise; over max_noise_fraction, each noise point is given its
+    most likely cluster, the raw noise is recorded, and the blobs stay as they were."""
+    X, y = blobs
     params = ClusterParams(min_cluster_size=[0.05, 0.1], min_samples=[None], cluster_selection_method=["leaf"],
                            max_noise_fraction=0.0)
-    table, _ = cluster_embedding(_table(X), params)
-    rows = table.attrs["selection"]["candidates"]
-    assert all(r["noise_fraction"] > 0 for r in rows)
-    assert (table["cluster"] == -1).mean() == pytest.approx(min(r["noise_fraction"] for r in rows), abs=1e-4)
+    table, model = cluster_embedding(_table(X), params)
+    selection = table.attrs["selection"]
+    raw = model.labels_
+    assert (raw == -1).any() and (table["cluster"] >= 0).all()
+    assert selection["noise_assigned"] == pytest.approx(float(np.mean(raw == -1)), abs=1e-4)
+    kept = raw >= 0
+    np.testing.assert_array_equal(table["cluster"].to_numpy()[kept], raw[kept])
+    assert v_measure_score(y[:1000], table["cluster"].to_numpy()[:1000]) > 0.95
+    alone, alone_model = cluster_embedding(_table(X), ClusterParams(min_cluster_size=0.05, min_samples=None,
+                                                                   cluster_selection_method="leaf",
+                                                                   max_noise_fraction=0.0))
+    assert (alone["cluster"] == -1).sum() == (alone_model.labels_ == -1).sum() > 0  # one setting: kept as is
 
 
 def _row(size: int, method: str, dbcv: float, n_clusters: int, noise: float = 0.01) -> dict:
@@ -156,14 +166,14 @@ def _row(size: int, method: str, dbcv: float, n_clusters: int, noise: float = 0.
 
 def test_other_granularity_is_named_only_when_about_as_valid_and_really_different() -> None:
     """6 against 19 clusters at nearly the same DBCV is the case to report; 13 against 14 is not another
-    granularity, a much worse DBCV is not a rival, and a candidate over the noise cap does not count."""
+    granularity, and a much worse DBCV is not a rival."""
     chosen = {"min_cluster_size": 40, "min_samples": None, "cluster_selection_method": "eom"}
     fine = _row(10, "leaf", 0.58, 19)
     rows = [_row(40, "eom", 0.60, 6), fine, _row(20, "eom", 0.59, 7), _row(5, "leaf", 0.30, 40)]
-    assert other_granularity(rows, chosen, 0.05) == fine
-    assert other_granularity([rows[0], rows[2], rows[3]], chosen, 0.05) is None
-    noisy = _row(10, "leaf", 0.62, 19, noise=0.2)
-    assert other_granularity([rows[0], noisy], chosen, 0.05) is None
+    assert other_granularity(rows, chosen) == fine
+    assert other_granularity([rows[0], rows[2], rows[3]], chosen) is None
+    noisy = _row(10, "leaf", 0.62, 19, noise=0.2)  # its noise would be assigned: still a rival
+    assert other_granularity([rows[0], noisy], chosen) == noisy
 
 
 def test_selection_records_no_other_granularity_when_one_grouping_clearly_wins() -> None:

@@ -430,7 +430,8 @@ def _colour_absorbance_run(root: Path) -> dict[str, Any]:
     embedding = pd.read_parquet(kwargs["embedding_path"])
     write_table(embedding, kwargs["embedding_path"], {"morphology": True, "settings": EMBED_SETTINGS})
     clusters = pd.read_parquet(kwargs["clusters_path"])
-    write_table(clusters, kwargs["clusters_path"], {"selected": {"min_cluster_size": 40}, "other_granularity": {
+    write_table(clusters, kwargs["clusters_path"], {"selected": {"min_cluster_size": 40}, "noise_assigned": 0.3,
+                                                    "other_granularity": {
         "min_cluster_size": 10, "min_samples": None, "cluster_selection_method": "leaf", "dbcv": 0.58,
         "n_clusters": 19, "noise_fraction": 0.01}})
     examples = np.repeat(tile[None], 4, axis=0).astype(np.float32)
@@ -479,6 +480,7 @@ def test_settings_found_from_the_data_are_tabled_with_the_fallback_marked(colour
     overview = _section(page, "overview")
     assert re.search(r'<tr class="flag"><td>settings not found from the data</td><td>1 fell back to a stated '
                      r"default: images.normalize.gain", overview)
+    assert "(30.0 % left as noise by the chosen setting were given their most likely cluster" in overview
     assert re.search(r'<tr class="flag"><td>another granularity</td><td>19 clusters are about as valid \(DBCV '
                      r"0.580, min_cluster_size 10, min_samples None, leaf\)", overview)
     assert "(colour), absorbance shown inverted (white field)" in summary

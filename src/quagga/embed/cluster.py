@@ -65,16 +65,19 @@ def _fit(X: np.ndarray, setting: dict[str, Any], validity: bool = False) -> hdbs
 
 
 def select_clustering(
-    X: np.ndarray, candidates: list[dict[str, Any]], max_noise_fraction: float
+    X: np.ndarray, candidates: list[dict[str, Any]]
 ) -> tuple[hdbscan.HDBSCAN, dict[str, Any], list[dict[str, Any]]]:
     """Fit HDBSCAN for every candidate setting and keep one without looking at any label.
 
     The criterion is DBCV (density-based cluster validity, Moulavi et al. 2014, as hdbscan's
-    ``relative_validity_``) among the ``candidates`` (HDBSCAN keyword sets) leaving at most
-    ``max_noise_fraction`` of the items as noise; ties go to fewer clusters, then the larger
-    min_cluster_size. When every candidate leaves more noise, the least noisy one is kept. Returns the
-    chosen setting's model (refit with prediction data), the setting and one row per candidate (setting,
-    dbcv, n_clusters, noise_fraction).
+    ``relative_validity_``, which counts noise against a clustering) over all ``candidates`` (HDBSCAN
+    keyword sets); ties go to fewer clusters, then the larger min_cluster_size. Leaf selection, which
+    keeps many small dense clusters and leaves the rest as noise, competes with excess-of-mass, which
+    merges them into a few big ones: where types are many and small (pollen, blood-cell classes), the
+    leaves are the valid answer, and :func:`cluster_embedding` gives their noise points to the most
+    likely cluster when there is more than ``max_noise_fraction`` of it. Returns the chosen setting's model
+    (refit with prediction data), the setting and one row per candidate (setting, dbcv, n_clusters,
+    noise_fraction).
     """
     if len(candidates) == 1:
         return _fit(X, candidates[0]), candidates[0], []
@@ -84,17 +87,12 @@ def select_clustering(
         rows.append({**setting, "dbcv": round(trial.dbcv_, 4), "n_clusters": int(trial.labels_.max()) + 1,
                      "noise_fraction": round(float(np.mean(trial.labels_ == -1)), 4)})
         log.info("candidate %s", rows[-1])
-    allowed = [r for r in rows if r["noise_fraction"] <= max_noise_fraction]
-    if allowed:
-        best = max(allowed, key=lambda r: (r["dbcv"], -r["n_clusters"], r["min_cluster_size"]))
-    else:  # every candidate leaves too much noise: the least noisy one (then by DBCV)
-        log.warning("every candidate leaves more than %.0f %% noise; keeping the least noisy", 100 * max_noise_fraction)
-        best = min(rows, key=lambda r: (r["noise_fraction"], -r["dbcv"]))
+    best = max(rows, key=lambda r: (r["dbcv"], -r["n_clusters"], r["min_cluster_size"]))
     chosen = candidates[rows.index(best)]
     return _fit(X, chosen), chosen, rows
 
 
-def other_granularity(rows: list[dict[str, Any]], selected: dict[str, Any], max_noise_fraction: float,
+def other_granularity(rows: list[dict[str, Any]], selected: dict[str, Any],
                       tolerance: float = GRANULARITY_DBCV_TOLERANCE) -> dict[str, Any] | None:
     """A candidate about as valid as the chosen one (DBCV within ``tolerance``) that groups the items at
     another granularity (at least 1.5 times more or fewer clusters), or None.
@@ -102,7 +100,7 @@ def other_granularity(rows: list[dict[str, Any]], selected: dict[str, Any], max_
     When the data support both a coarse and a fine grouping, which one wins can change with a seed; the
     report says so instead of presenting one as the answer.
     """
-    rows = [r for r in rows if r["noise_fraction"] <= max_noise_fraction and r["n_clusters"] >= 2]
+    rows = [r for r in rows if r["n_clusters"] >= 2]
     best = next((r for r in rows if all(r[k] == selected.get(k) for k in ("min_cluster_size", "min_samples",
                                                                          "cluster_selection_method"))), None)
     if best is None:
@@ -138,15 +136,23 @@ def cluster_embedding(
         if params.assign_noise:
             table["assigned_cluster"] = table["cluster"]
         return table, None
-    model, chosen, rows = select_clustering(X, candidates, params.max_noise_fraction)
+    model, chosen, rows = select_clustering(X, candidates)
     labels = model.labels_.astype(np.int64)
+    raw_noise = float(np.mean(labels == -1))
+    assign = len(rows) > 1 and raw_noise > params.max_noise_fraction  # a setting given alone is kept as it is
+    if assign:
+        log.info("the chosen setting leaves %.1f %% noise (> max_noise_fraction %.1f %%): each noise point goes "
+                 "to its most likely cluster (its outlier score still says how far it lies)",
+                 100 * raw_noise, 100 * params.max_noise_fraction)
+        labels = assign_noise_points(model)
     table["cluster"] = labels
     table["probability"] = model.probabilities_.astype(np.float64)
     table["outlier_score"] = model.outlier_scores_.astype(np.float64)
     if params.assign_noise:
         table["assigned_cluster"] = assign_noise_points(model)
-    other = other_granularity(rows, chosen, params.max_noise_fraction)
-    table.attrs["selection"] = {"selected": chosen, "candidates": rows, "other_granularity": other}
+    other = other_granularity(rows, chosen)
+    table.attrs["selection"] = {"selected": chosen, "candidates": rows, "other_granularity": other,
+                                "noise_assigned": round(raw_noise, 4) if assign else 0.0}
     if other is not None:
         log.warning("the data support another granularity about as well: %d clusters (%s, DBCV %.3f); "
                     "the chosen setting gives %d", other["n_clusters"],

@@ -296,7 +296,7 @@ def _share(n: int, total: int) -> str:
 
 def _overview(
     items: pd.DataFrame, metrics: Mapping[str, Any], skipped: pd.DataFrame, fallbacks: Sequence[str] = (),
-    other_granularity: Mapping[str, Any] | None = None,
+    other_granularity: Mapping[str, Any] | None = None, noise_assigned: float = 0.0,
 ) -> dict[str, Any]:
     """The one-screen answer: what was there, what was found, how well it matches the labels (and which
     settings could not be found from the data: ``fallbacks``; a clustering at another granularity that the
@@ -311,7 +311,9 @@ def _overview(
         ("items on the map", len(items)),
         ("labelled items", f"{n_labelled} in {items['label'].nunique()} labels"),
         ("clusters", int(items.loc[items["cluster"] >= 0, "cluster"].nunique())),
-        ("noise items", _share(n_noise, len(items))),
+        ("noise items", _share(n_noise, len(items)) + (
+            f" ({100 * noise_assigned:.1f} % left as noise by the chosen setting were given their most likely "
+            "cluster: max_noise_fraction)" if noise_assigned else "")),
         ("V-measure against the labels", agreement),
         ("skipped inputs", len(skipped)),
     ]
@@ -779,7 +781,8 @@ def build_report(
         "dataset": dataset,
         "head": Markup(head),  # Bokeh's inline resources: trusted, not data
         "n_examples": params.n_examples,
-        "overview": _overview(items, metrics, skipped, fallbacks, selection.get("other_granularity")),
+        "overview": _overview(items, metrics, skipped, fallbacks, selection.get("other_granularity"),
+                              float(selection.get("noise_assigned") or 0.0)),
         "embedding": embedding,
         "metrics": _metrics(metrics),
         "contingency": _contingency(metrics, items),
