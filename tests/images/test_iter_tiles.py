@@ -267,3 +267,14 @@ def test_shards_together_are_the_whole_run_and_table_level_skips_come_once(
         assert _ids([i for shard in shards for i in shard]) == _ids(whole), n
         assert all(s not in shard for shard in shards[1:] for s in table_level)
     assert sum(isinstance(i, TileItem) for i in whole) >= 2
+
+
+def test_a_crop_cut_tight_around_its_particle_is_tiled_whole() -> None:
+    """Nothing but fine texture against the border's level (a grain filling its 12x30 px crop): no region
+    survives the opening, so the whole image is the particle, not a skip."""
+    from quagga.images import particle_region
+
+    image = np.full((12, 30), 0.5, dtype=np.float32)
+    image[1::3, 1::3] = 0.9  # isolated bright pixels: texture, no region
+    box, mask = particle_region(image)
+    assert (box.xmin, box.ymin, box.xmax, box.ymax) == (0, 0, 30, 12) and mask.all()

@@ -296,8 +296,8 @@ def particle_region(image: np.ndarray) -> tuple[Box, np.ndarray]:
     radius = max(1, round(OPEN_FRACTION * min(height, width)))
     mask = ndimage.binary_opening(mask, structure=_disk(radius))
     regions, n = ndimage.label(mask)
-    if n == 0:
-        raise blank
+    if n == 0:  # nothing survives the opening: a crop cut tight around its particle, the whole image is it
+        return Box(0, 0, width, height), np.ones((height, width), dtype=bool)
     index = np.arange(1, n + 1)
     area = ndimage.sum_labels(mask, regions, index)
     strength = ndimage.mean(distance, regions, index)
