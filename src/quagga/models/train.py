@@ -145,7 +145,8 @@ def resolve_training(params: TrainParams, modality: str, n_train: int) -> tuple[
         size = (max(8, int(2 ** round(np.log2(max(n_train / 10, 1))))), f"about a tenth of {n_train} training tiles")
     batch = choices.pick("batch_size", params.batch_size, size, 64, "")
     per_epoch = steps_per_epoch(n_train, batch)
-    every = validation_interval(per_epoch, explicit_epochs=not is_auto(params.max_epochs))
+    # without augmentation an epoch is the natural unit (the same tiles again): validate after every one
+    every = validation_interval(per_epoch, explicit_epochs=not is_auto(params.max_epochs) or augment == "none")
     if is_auto(params.max_steps) and is_auto(params.max_epochs):
         bounds = AUTO_STEPS if augment != "none" else AUTO_STEPS_PLAIN
         steps, check = int(np.clip(AUTO_EPOCHS * per_epoch, *bounds)), every * per_epoch
