@@ -141,16 +141,17 @@ def cluster_embedding(
     labels = model.labels_.astype(np.int64)
     raw_noise = float(np.mean(labels == -1))
     assign = len(rows) > 1 and raw_noise > params.max_noise_fraction  # a setting given alone is kept as it is
+    assigned = assign_noise_points(model) if assign or params.assign_noise else None  # soft membership: once
     if assign:
         log.info("the chosen setting leaves %.1f %% noise (> max_noise_fraction %.1f %%): each noise point goes "
                  "to its most likely cluster (its outlier score still says how far it lies)",
                  100 * raw_noise, 100 * params.max_noise_fraction)
-        labels = assign_noise_points(model)
+        labels = assigned
     table["cluster"] = labels
     table["probability"] = model.probabilities_.astype(np.float64)
     table["outlier_score"] = model.outlier_scores_.astype(np.float64)
     if params.assign_noise:
-        table["assigned_cluster"] = assign_noise_points(model)
+        table["assigned_cluster"] = assigned
     other = other_granularity([r for r in rows if r["noise_fraction"] <= params.max_noise_fraction], chosen)
     table.attrs["selection"] = {"selected": chosen, "candidates": rows, "other_granularity": other,
                                 "noise_assigned": round(raw_noise, 4) if assign else 0.0}
