@@ -22,6 +22,7 @@ def tiles_section(config_path: Path, dataset: str | None, modality: str, resolve
     ``auto`` settings found from the data as the workflow's settings stage finds them (``resolve``)."""
     from quagga.config import load_config, stage_section
     from quagga.params import AudioParams, ImageParams, from_dict, to_dict
+    from quagga.settings import resolve_settings
 
     config = load_config(config_path)
     names = config["run_datasets"] or sorted(config["datasets"])
@@ -29,15 +30,8 @@ def tiles_section(config_path: Path, dataset: str | None, modality: str, resolve
     section = stage_section(config, name, "tiles")
     if not resolve:
         return name, section
-    if modality == "audio":
-        from quagga.audio.settings import resolve_audio_settings
-
-        resolved, _ = resolve_audio_settings(from_dict(AudioParams, section), ROOT)
-    else:
-        from quagga.images.settings import resolve_image_settings
-
-        resolved, _ = resolve_image_settings(from_dict(ImageParams, section), ROOT)
-    return name, to_dict(resolved)
+    params = from_dict(AudioParams if modality == "audio" else ImageParams, section)
+    return name, to_dict(resolve_settings(modality, params, ROOT)[0])
 
 
 def run_fresh(target: Callable[..., None], *args: object) -> dict:

@@ -69,14 +69,9 @@ def _tile_params(modality: str, section: str) -> tuple[Any, dict[str, Any]]:
 
 def _resolve_settings(modality: str, section: str, base_dir: Path) -> tuple[Any, Any]:
     """The front-end params with every ``auto`` value found from the data, and how each was chosen."""
-    params, _ = _tile_params(modality, section)
-    if modality == "audio":
-        from quagga.audio.settings import resolve_audio_settings
+    from quagga.settings import resolve_settings
 
-        return resolve_audio_settings(params, base_dir)
-    from quagga.images.settings import resolve_image_settings
-
-    return resolve_image_settings(params, base_dir)
+    return resolve_settings(modality, _tile_params(modality, section)[0], base_dir)
 
 
 def cmd_settings(args: argparse.Namespace) -> None:

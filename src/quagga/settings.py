@@ -112,5 +112,18 @@ def write_settings(path: str | Path, modality: str, requested: dict[str, Any], r
                 "quagga_version": __version__}, path)
 
 
+def resolve_settings(modality: str, params: Any, base_dir: Path) -> tuple[Any, Choices]:
+    """A dataset's front-end params (``AudioParams`` / ``ImageParams``) with every ``auto`` value found from
+    its data, and how each was chosen: the one entry point of the settings stage, the tiles stage and the
+    benchmarks, so they cannot resolve differently."""
+    if modality == "audio":
+        from quagga.audio.settings import resolve_audio_settings
+
+        return resolve_audio_settings(params, base_dir)
+    from quagga.images.settings import resolve_image_settings
+
+    return resolve_image_settings(params, base_dir)
+
+
 def read_settings(path: str | Path) -> dict[str, Any]:
     return json.loads(Path(path).read_text())
