@@ -46,6 +46,7 @@ import subprocess
 import sys
 import time
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -110,10 +111,13 @@ def build_config(data_dir: Path, name: str, base: Path | None, results: Path) ->
     return {**top, "results": _rel(results), "run_datasets": [name], "datasets": {name: dataset}}
 
 
-def run_pipeline(config_path: Path, target: Path, cores: int, triggers: list[str]) -> float:
-    """Snakemake up to ``target`` (a finished, unchanged stage is kept); wall seconds."""
+def run_pipeline(config_path: Path, target: Path, cores: int, triggers: list[str], force: Sequence[str] = ()) -> float:
+    """Snakemake up to ``target`` (a finished, unchanged stage is kept; the rules in ``force`` and what
+    follows them are redone); wall seconds."""
     cmd = [sys.executable, "-m", "snakemake", _rel(target), "--cores", str(cores), "--rerun-triggers", *triggers,
            "--configfile", str(config_path)]
+    if force:
+        cmd += ["--forcerun", *force]
     print("$", " ".join(cmd), flush=True)
     started = time.perf_counter()
     # the rules call `python -m quagga`: the interpreter running this bench (its venv) must come first on PATH

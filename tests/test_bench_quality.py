@@ -52,3 +52,18 @@ def test_label_splits_names_what_tells_clusters_apart() -> None:
     assert splits[1]["duration_ms"] == pytest.approx(99.0)
     assert splits[2]["previous"] == "a" and splits[2]["gap_ms"] == pytest.approx(350.0)
     assert splits[1]["n"] == splits[2]["n"] == 10 and splits[1]["previous_share"] == 1.0
+
+
+def test_stage_figures_sum_the_shards_and_keep_the_largest_memory(tmp_path: Path) -> None:
+    import stages  # noqa: PLC0415 - bench/ is not a package
+
+    header = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
+    for rule, name, s, rss, cpu in (("train", "birds", 100.0, 900.0, 180.0), ("tiles_merge", "birds", 1.0, 50.0, 0.5),
+                                    ("tiles_shard/birds", "0", 10.0, 300.0, 9.0),
+                                    ("tiles_shard/birds", "1", 12.0, 310.0, 11.0)):
+        path = tmp_path / "benchmarks" / rule / f"{name}.tsv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(header + f"{s}\t0:00:10\t{rss}\t0\t0\t0\t0\t0\t0\t{cpu}\n")
+    assert stages.stage_figures(tmp_path, "birds", "train") == {"wall_s": 100.0, "cpu_s": 180.0, "peak_rss_mib": 900.0}
+    assert stages.stage_figures(tmp_path, "birds", "tiles") == {"wall_s": 23.0, "cpu_s": 20.5, "peak_rss_mib": 310.0}
+    assert stages.stage_figures(tmp_path, "birds", "report") is None
