@@ -230,7 +230,15 @@ def cmd_report(args: argparse.Namespace) -> None:
         source_root=Path(args.source_root) if args.source_root else None,
         predicted_path=predicted if predicted.exists() else None,
         image_page=((dataset or {}).get("images") or {}).get("page", 0),  # the TIFF page the tiles came from
+        workers=args.threads,
     )
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text}: at least 1")
+    return value
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -312,6 +320,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--run-info", default="", help="JSON shown in the run summary")
     p.add_argument("--source-root", default="", help="folder the items' sources are relative to (clips, crops)")
     p.add_argument("--out", required=True)
+    p.add_argument("--threads", type=_positive_int, default=1,
+                   help="processes that make the map's thumbnails and clips (1: no worker processes)")
     return parser
 
 

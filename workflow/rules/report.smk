@@ -49,9 +49,10 @@ rule report:
         f"{RESULTS}/logs/report/{{dataset}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/report/{{dataset}}.tsv"
+    threads: workflow.cores
     conda:
         ENV
     shell:
         "python -m quagga report --dataset {wildcards.dataset:q} --results {params.results:q}"
         " --params {params.report:q} --run-info {params.info:q} --source-root={params.sources:q}"
-        " --out {params.out:q} 2> {log:q}"
+        " --out {params.out:q} --threads {threads} 2> {log:q}"

@@ -37,7 +37,7 @@ from markupsafe import Markup
 from quagga import __version__
 from quagga.evaluate.propagation import label_next
 from quagga.params import ReportParams
-from quagga.report import figures, interactive
+from quagga.report import figures, interactive, media
 from quagga.settings import AUTO, read_settings
 from quagga.tables import atomic_path, read_table_params
 from quagga.tiles.store import TileStore
@@ -259,22 +259,43 @@ def _has_audio(store: TileStore, source_root: Path | None) -> bool:
     return source_root is not None and {"source", "onset_s", "offset_s"} <= set(store.index.columns)
 
 
-def _clips(store: TileStore, rows: Sequence[int], source_root: Path | None) -> tuple[list[str], list[str]]:
-    """Ogg clip data URIs of the audio items at tile ``rows`` ('' each for images or without audio),
-    and the problems met (one per unreadable recording)."""
-    if source_root is None or not _has_audio(store, source_root):
-        return [""] * len(rows), []
-    times = store.index.iloc[np.asarray(rows, dtype=int)][["source", "onset_s", "offset_s"]]
-    return interactive.audio_clips(times.reset_index(drop=True), Path(source_root))
+class Sounds:
+    """The audio items' clips by tile row, each made once: the map's all together (by the workers), the
+    tables' and gallery's looked up, or made here when not on the map. Only clips made are kept: an item
+    whose recording could not be read is tried again when asked for again, as it was before."""
+
+    def __init__(self, store: TileStore, source_root: Path | None):
+        self.store, self.source_root = store, source_root
+        self.made: dict[int, str] = {}
+
+    def times(self, rows: Sequence[int]) -> pd.DataFrame:
+        """Columns source, onset_s, offset_s of the items at tile ``rows``, indexed 0..n-1."""
+        times = self.store.index.iloc[np.asarray(rows, dtype=int)][["source", "onset_s", "offset_s"]]
+        return times.reset_index(drop=True)
+
+    def keep(self, rows: Sequence[int], clips: Sequence[str]) -> None:
+        self.made.update((int(row), clip) for row, clip in zip(rows, clips, strict=True) if clip)
+
+    def clips(self, rows: Sequence[int]) -> tuple[list[str], list[str]]:
+        """Ogg clip data URIs of the audio items at tile ``rows`` ('' each for images or without audio),
+        and the problems met (one per unreadable recording)."""
+        if self.source_root is None or not _has_audio(self.store, self.source_root):
+            return [""] * len(rows), []
+        missing = list(dict.fromkeys(int(row) for row in rows if int(row) not in self.made))
+        problems: list[str] = []
+        if missing:
+            clips, problems = interactive.audio_clips(self.times(missing), Path(self.source_root))
+            self.keep(missing, clips)
+        return [self.made.get(int(row), "") for row in rows], problems
 
 
 def _tile_table(
     store: TileStore, top: pd.DataFrame, columns: Sequence[str], cells: Sequence[Sequence[object]],
-    numeric: Sequence[str], source_root: Path | None, origin: str, cmap: str, at: int = 0,
+    numeric: Sequence[str], sounds: Sounds, origin: str, cmap: str, at: int = 0,
 ) -> Table:
     """``columns`` and ``cells`` of the items ``top`` with each row's tile and sound inserted at column ``at``
     (no sound column when no item has one)."""
-    clips, _ = _clips(store, top["tile_row"].to_numpy(), source_root)
+    clips, _ = sounds.clips(top["tile_row"].to_numpy())
     tiles = _tiles(store, top["tile_row"])
     media = [
         [_img(figures.tile_grid([tile[None]], origin, cmap, GALLERY_PX), f"item {item_id}", True)]
@@ -471,9 +492,12 @@ def _metrics(metrics: Mapping[str, Any]) -> dict[str, Any]:
 
 def _embedding(
     dataset: str, store: TileStore, items: pd.DataFrame, params: ReportParams, origin: str,
-    source_root: Path | None, image_page: int,
+    source_root: Path | None, image_page: int, sounds: Sounds, workers: int = 1,
 ) -> tuple[dict[str, Any], str]:
-    """The interactive map (and the static figure under it) plus the page-head resources it needs."""
+    """The interactive map (and the static figure under it) plus the page-head resources it needs.
+
+    The points' thumbnails and clips or crops are made by ``workers`` processes (1: here); the clips are
+    kept in ``sounds`` for the tables that show them again."""
     shown = subsample_per_cluster(items, params.max_points)
     note = (
         f"Showing {len(shown)} of {len(items)} points: subsampled per cluster (max_points = "
@@ -484,16 +508,19 @@ def _embedding(
     if shown.empty:
         return {"note": note, "problems": [], "map": None}, ""
     shown = shown.reset_index(drop=True)
-    thumbs = [interactive.thumbnail_uri(tile, origin) for tile in _tiles(store, shown["tile_row"].tolist())]
-    clips, crops, problems = None, None, []
     rows = shown["tile_row"].to_numpy()
+    audio = boxes = None
     if _has_audio(store, source_root):
-        clips, problems = _clips(store, rows, source_root)
+        audio = sounds.times(rows)
     elif source_root is not None and {"xmin", "ymin", "xmax", "ymax"} <= set(store.index.columns):
-        boxes = store.index[["xmin", "ymin", "xmax", "ymax"]].iloc[rows].reset_index(drop=True)
-        crops, problems = interactive.image_crops(pd.concat([shown[["source"]], boxes], axis=1), source_root,
-                                                  image_page)
-    head, body = interactive.interactive_map(dataset, shown, thumbs, clips, crops)
+        boxes = pd.concat([shown[["source"]],
+                           store.index[["xmin", "ymin", "xmax", "ymax"]].iloc[rows].reset_index(drop=True)], axis=1)
+    made = media.point_media(store.path, rows, origin, bright_field(store), audio, boxes, source_root, image_page,
+                             workers)
+    if made.clips is not None:
+        sounds.keep(rows, made.clips)
+    head, body = interactive.interactive_map(dataset, shown, made.thumbs, made.clips, made.crops)
+    problems = made.problems
     png = figures.embedding_scatter(
         shown["x"].to_numpy(), shown["y"].to_numpy(), shown["cluster"].to_numpy(), shown["label"].tolist()
     )
@@ -546,7 +573,7 @@ def _labels(sheet: bytes | None) -> dict[str, Any]:
 
 
 def _gallery(
-    store: TileStore, items: pd.DataFrame, params: ReportParams, origin: str, cmap: str, source_root: Path | None
+    store: TileStore, items: pd.DataFrame, params: ReportParams, origin: str, cmap: str, sounds: Sounds
 ) -> dict[str, Any]:
     clustered = items[items["cluster"] >= 0]
     if clustered.empty:
@@ -555,7 +582,7 @@ def _gallery(
         (cluster, group, group.sort_values(["probability", "item_id"], ascending=[False, True]))
         for cluster, group in clustered.groupby("cluster", sort=True)
     ]
-    clips, _ = _clips(store, [ranked["tile_row"].iloc[0] for _, _, ranked in groups], source_root)
+    clips, _ = sounds.clips([ranked["tile_row"].iloc[0] for _, _, ranked in groups])
     rows = []
     for (cluster, group, ranked), clip in zip(groups, clips, strict=True):
         best = ranked.head(params.n_examples)
@@ -607,7 +634,7 @@ def _examples(
 
 
 def _anomalies(
-    store: TileStore, items: pd.DataFrame, params: ReportParams, origin: str, cmap: str, source_root: Path | None
+    store: TileStore, items: pd.DataFrame, params: ReportParams, origin: str, cmap: str, sounds: Sounds
 ) -> dict[str, Any]:
     if "recon_error" not in items or items["recon_error"].isna().all():
         return {"empty": "The latents table has no reconstruction errors."}
@@ -616,14 +643,14 @@ def _anomalies(
         store, top, ["rank", "item_id", "label", "source", "cluster", "recon_error"],
         [(rank, r.item_id, r.label, r.source, "noise" if r.cluster == -1 else r.cluster, f"{r.recon_error:.4g}")
          for rank, r in enumerate(top.itertuples(), start=1)],
-        ["rank", "recon_error"], source_root, origin, cmap, at=1,
+        ["rank", "recon_error"], sounds, origin, cmap, at=1,
     )
     return {"n": len(top), "table": table}
 
 
 def _mislabelled(
     store: TileStore, items: pd.DataFrame, metrics: Mapping[str, Any], params: ReportParams, origin: str, cmap: str,
-    source_root: Path | None,
+    sounds: Sounds,
 ) -> dict[str, Any]:
     if "likely_mislabelled" not in metrics:
         return {"empty": "This run's evaluation did not look for mislabelled items."}
@@ -642,14 +669,14 @@ def _mislabelled(
             store, top, ["item_id", "label", "cluster", "cluster's label", "its share", "membership"],
             [(r.item_id, r.label, r.cluster, r.cluster_label, f"{r.cluster_purity:.2f}", f"{r.probability:.2f}")
              for r in top.itertuples()],
-            ["its share", "membership"], source_root, origin, cmap,
+            ["its share", "membership"], sounds, origin, cmap,
         )
     return out
 
 
 def _label_next(
     store: TileStore, items: pd.DataFrame, metrics: Mapping[str, Any], params: ReportParams, origin: str, cmap: str,
-    source_root: Path | None,
+    sounds: Sounds,
 ) -> dict[str, Any]:
     """The items to label next among those the classifier was not trained on: one of every cluster without
     a label, then the least certain predictions."""
@@ -672,7 +699,7 @@ def _label_next(
         store, top, ["item_id", "why", "predicted label", "probability", "cluster", "label"],
         [(r.item_id, "a cluster without labels" if rank < n_unexplored else "least certain", r.predicted_label,
           f"{r.predicted_probability:.2f}", r.cluster, r.label) for rank, r in enumerate(top.itertuples())],
-        ["probability"], source_root, origin, cmap,
+        ["probability"], sounds, origin, cmap,
     )
     # the download: item_id,label first (what labels_corrections reads); label empty unless the item has one
     out["csv"] = [
@@ -749,6 +776,7 @@ def build_report(
     image_page: int = 0,
     train_params_path: Path | None = None,
     settings_path: Path | None = None,
+    workers: int = 1,
 ) -> Path:
     """Write ``out_dir/index.html`` (atomically) and return its path.
 
@@ -758,6 +786,9 @@ def build_report(
     ``train_params_path`` and ``settings_path`` (the train stage's params.json and the settings stage's
     settings.json, for the settings table) default to where the results grammar puts them, next to the
     tile store: ``{dataset}/models/params.json`` and ``{dataset}/settings.json``; absent files are skipped.
+    ``workers``: processes that make the map's thumbnails and clips or crops (1: all here, no pool); the page
+    is the same whatever the number. They are spawned, so a script that asks for more than one needs the
+    ``if __name__ == "__main__":`` guard (each worker imports the main module).
     """
     store = TileStore(tiles_dir)
     modality = str(store.meta.get("modality", ""))
@@ -772,7 +803,8 @@ def build_report(
     metrics = json.loads(Path(metrics_path).read_text())
     skipped = store.skipped
     log.info("report for %s: %d items, %d skipped", dataset, len(items), len(skipped))
-    embedding, head = _embedding(dataset, store, items, params, origin, source_root, image_page)
+    sounds = Sounds(store, source_root)
+    embedding, head = _embedding(dataset, store, items, params, origin, source_root, image_page, sounds, workers)
     sheet = contact_sheet(store, items, params.n_examples, origin, cmap)
     # the HDBSCAN setting the cluster stage chose without labels, next to the configured candidates
     selection = read_table_params(clusters_path)
@@ -786,15 +818,15 @@ def build_report(
         "embedding": embedding,
         "metrics": _metrics(metrics),
         "contingency": _contingency(metrics, items),
-        "mislabelled": _mislabelled(store, items, metrics, params, origin, cmap, source_root),
-        "label_next": _label_next(store, items, metrics, params, origin, cmap, source_root),
+        "mislabelled": _mislabelled(store, items, metrics, params, origin, cmap, sounds),
+        "label_next": _label_next(store, items, metrics, params, origin, cmap, sounds),
         "corrections": _corrections(metrics),
         "few_labels": _few_labels(metrics),
         "labels": _labels(sheet),
-        "gallery": _gallery(store, items, params, origin, cmap, source_root),
+        "gallery": _gallery(store, items, params, origin, cmap, sounds),
         "examples": _examples(Path(examples_path) if examples_path else None, params, origin, cmap,
                               bright_field(store)),
-        "anomalies": _anomalies(store, items, params, origin, cmap, source_root),
+        "anomalies": _anomalies(store, items, params, origin, cmap, sounds),
         "training": _training(Path(training_curve_path) if training_curve_path else None),
         "skipped": _skipped(skipped),
         "summary": _run_details(dataset, modality, store, items, skipped, info, settings, train_record),

@@ -1,7 +1,8 @@
 """The interactive map: a Bokeh scatter of the 2-D embedding that shows each tile and plays each sound.
 
 Everything rides inside the page (Bokeh's JavaScript inline, thumbnails as JPEG data URIs, sound clips
-as Ogg Opus data URIs), so the file works offline and can be archived or mailed. What a person can do:
+as Ogg Opus data URIs: see :mod:`quagga.report.media`), so the file works offline and can be archived or
+mailed. What a person can do:
 
 - colour the points by cluster, human label, anomaly score or any other column (a drop-down);
 - hover a point to see its tile, label, cluster and item id;
@@ -16,16 +17,11 @@ values in tooltips, and the selection list is filled with ``textContent``, never
 
 from __future__ import annotations
 
-import base64
-import io
 import logging
-import math
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import soundfile as sf
 from bokeh.embed import components
 from bokeh.layouts import column, row
 from bokeh.models import (
@@ -43,28 +39,27 @@ from bokeh.plotting import figure
 from bokeh.resources import Resources
 from matplotlib import colormaps
 from matplotlib.colors import to_hex
-from PIL import Image
-from scipy.signal import resample_poly
 
-from quagga.audio.io import AudioInfo, audio_info, read_block
 from quagga.evaluate.corrections import NO_LABEL
-from quagga.images.io import ImageReadError, read_pixels
+
+# the points' media (thumbnails, clips, crops) are made in quagga.report.media; the names stay importable here
+from quagga.report.media import CLIP_CONTEXT_S as CLIP_CONTEXT_S
+from quagga.report.media import CLIP_MAX_S as CLIP_MAX_S
+from quagga.report.media import CLIP_RATE as CLIP_RATE
+from quagga.report.media import CROP_PX as CROP_PX
+from quagga.report.media import THUMB_PX as THUMB_PX
+from quagga.report.media import audio_clip_uri as audio_clip_uri
+from quagga.report.media import audio_clips as audio_clips
+from quagga.report.media import crop_uri as crop_uri
+from quagga.report.media import image_crops as image_crops
+from quagga.report.media import strip_opus_tags_padding as strip_opus_tags_padding
+from quagga.report.media import thumbnail_uri as thumbnail_uri
 
 log = logging.getLogger(__name__)
 
-THUMB_PX = 64  # thumbnail side: enough to recognise a call or a particle, small enough for 10k points
-THUMB_QUALITY = 75  # JPEG quality of thumbnails
-CROP_PX = 96  # longest side of an image item's original crop (colour, as in the source image)
-CROP_MARGIN = 0.15  # context around the box, as a share of its longer side
-CLIP_CONTEXT_S = 0.1  # sound before and after each call, so its onset and decay are heard
-CLIP_MAX_S = 3.0  # longer calls are cut: the page stays small, the start is what people listen for
 NOISE_COLOUR = "#b0b0b0"
 MAX_CATEGORIES = 40  # a column with more distinct values is not offered as a categorical colouring
 PLAYER_ID = "quagga-player"
-# Clips are Ogg Opus at 48 kHz (Opus's full band): libsndfile's compression level 0.95 is about 33 kbit/s,
-# about 2 kB for a typical call. Vorbis needs 4x that on noisy field audio, and noise is what fields sound like.
-CLIP_RATE = 48000
-OPUS_COMPRESSION = 0.95
 # Bokeh's JavaScript, inline: core, WebGL (smooth with thousands of points) and widgets; no tables or MathJax
 BOKEH_RESOURCES = Resources(mode="inline", components=["bokeh", "bokeh-gl", "bokeh-widgets"])
 
@@ -96,171 +91,9 @@ def categorical_colours(
 def numeric_colours(values: Sequence[float]) -> list[str]:
     """Viridis by rank (robust to a few huge scores); missing values are grey."""
     x = pd.Series(values, dtype="float64")
-    ranks = x.rank(pct=True)
-    cmap = colormaps["viridis"]
-    return [NOISE_COLOUR if np.isnan(r) else to_hex(cmap(float(r))) for r in ranks]
-
-
-def thumbnail_uri(tile: np.ndarray, origin: str) -> str:
-    """A tile as a small JPEG data URI: grey for ``[S, S]`` or ``[1, S, S]``, colour (RGB) for ``[3, S, S]``;
-    spectrograms flipped so low frequencies are at the bottom."""
-    image = np.asarray(tile, dtype=np.float32)
-    if image.ndim == 3 and image.shape[0] == 1:
-        image = image[0]
-    if image.ndim == 3 and image.shape[0] == 3:
-        image = np.moveaxis(image, 0, -1)  # channels last, as PIL wants them
-    elif image.ndim != 2:
-        raise ValueError(f"tile of shape {np.shape(tile)}: expected [S, S] or [C, S, S] with C = 1 or 3")
-    if origin == "lower":
-        image = image[::-1]
-    pixels = np.ascontiguousarray(np.clip(np.round(image * 255), 0, 255).astype(np.uint8))
-    picture = Image.fromarray(pixels)  # uint8: "L" for grey, "RGB" for channels last
-    picture = picture.resize((THUMB_PX, THUMB_PX), Image.Resampling.BILINEAR)
-    buf = io.BytesIO()
-    picture.save(buf, format="JPEG", quality=THUMB_QUALITY)
-    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-def crop_uri(pixels: np.ndarray, box: Sequence[float]) -> str:
-    """The box ``(xmin, ymin, xmax, ymax)`` of a decoded image, with a margin, as a colour JPEG data URI.
-
-    8-bit images are shown as they are; deeper or float images are stretched over the crop's range.
-    """
-    height, width = pixels.shape[:2]
-    x0, y0, x1, y1 = (float(v) for v in box)
-    margin = CROP_MARGIN * max(x1 - x0, y1 - y0)
-    xa, ya = max(0, int(x0 - margin)), max(0, int(y0 - margin))
-    xb, yb = min(width, int(np.ceil(x1 + margin))), min(height, int(np.ceil(y1 + margin)))
-    crop = pixels[ya : max(yb, ya + 1), xa : max(xb, xa + 1)]
-    if crop.ndim == 3:
-        crop = crop[..., :3] if crop.shape[-1] >= 3 else crop[..., 0]  # drop alpha
-    if crop.dtype != np.uint8:
-        values = crop.astype(np.float32)
-        lo, hi = float(values.min()), float(values.max())
-        crop = np.round(255 * (values - lo) / (hi - lo)) if hi > lo else np.zeros_like(values)
-    picture = Image.fromarray(np.ascontiguousarray(crop.astype(np.uint8)))
-    picture.thumbnail((CROP_PX, CROP_PX), Image.Resampling.LANCZOS)
-    if max(picture.size) < CROP_PX:  # small particles: enlarge, pixels stay visible
-        scale = CROP_PX / max(picture.size)
-        size = (max(1, round(picture.width * scale)), max(1, round(picture.height * scale)))
-        picture = picture.resize(size, Image.Resampling.NEAREST)
-    buf = io.BytesIO()
-    picture.save(buf, format="JPEG", quality=THUMB_QUALITY)
-    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-def image_crops(items: pd.DataFrame, source_root: Path, page: int = 0) -> tuple[list[str], list[str]]:
-    """Original-crop URIs for ``items`` (columns source, xmin, ymin, xmax, ymax) and the problems met.
-
-    ``page`` is the page of a multi-page TIFF the tiles were cut from (``images.page``). Each source image
-    is decoded once. One that cannot be read gives empty crops for its items and one
-    problem line; the map is still drawn.
-    """
-    crops = [""] * len(items)
-    problems: list[str] = []
-    boxes = items[["xmin", "ymin", "xmax", "ymax"]].to_numpy(float)
-    for source, rows in items.groupby("source", sort=False).indices.items():
-        try:
-            pixels = read_pixels(source_root / str(source), page)
-        except ImageReadError as exc:
-            problems.append(f"{source}: no original crops ({exc})")
-            log.warning("%s: no original crops (%s)", source, exc)
-            continue
-        for i in rows:
-            crops[i] = crop_uri(pixels, boxes[i])
-    return crops, problems
-
-
-def audio_clip_uri(path: Path, onset_s: float, offset_s: float) -> str:
-    """The call with ``CLIP_CONTEXT_S`` around it, mixed to mono, as an Ogg Opus data URI."""
-    return _clip_uri(audio_info(path), onset_s, offset_s)
-
-
-def _clip_uri(recording: AudioInfo, onset_s: float, offset_s: float) -> str:
-    """:func:`audio_clip_uri` of a recording whose header is read: reads only the frames it needs (any
-    format quagga tiles, EvTAF .cbin included), so hour-long recordings are never loaded whole."""
-    stop_s = min(offset_s + CLIP_CONTEXT_S, onset_s + CLIP_MAX_S)
-    block = read_block(recording, onset_s - CLIP_CONTEXT_S, stop_s, recording.sample_rate)
-    mono, rate = block.samples, recording.sample_rate
-    if not len(mono):
-        mono = np.zeros(1, np.float32)
-    if rate != CLIP_RATE:
-        common = math.gcd(rate, CLIP_RATE)
-        mono = resample_poly(mono, CLIP_RATE // common, rate // common)
-    peak = float(np.abs(mono).max()) if len(mono) else 0.0
-    if peak > 0:
-        mono = mono * (0.8 / peak)  # faint calls audible, headroom for the codec; the map shows loudness
-    buf = io.BytesIO()
-    sf.write(buf, mono, CLIP_RATE, format="OGG", subtype="OPUS", compression_level=OPUS_COMPRESSION)
-    return "data:audio/ogg;base64," + base64.b64encode(strip_opus_tags_padding(buf.getvalue())).decode("ascii")
-
-
-def _ogg_crc(data: bytes) -> int:
-    """Ogg's page checksum: CRC-32, polynomial 0x04C11DB7, not reflected, initial value 0."""
-    crc = 0
-    for byte in data:
-        crc ^= byte << 24
-        for _ in range(8):
-            crc = ((crc << 1) ^ 0x04C11DB7) if crc & 0x80000000 else crc << 1
-            crc &= 0xFFFFFFFF
-    return crc
-
-
-def strip_opus_tags_padding(ogg: bytes) -> bytes:
-    """The Ogg Opus file without the zero padding libsndfile puts in its comment header.
-
-    libsndfile pads the OpusTags packet to about 790 bytes, which is most of a short call's clip (the
-    audio itself is 1-1.5 kB). RFC 7845 (section 5.2) lets padding after the comment list be dropped;
-    the page is rebuilt with its new segment table and checksum. Anything unexpected (tags spread over
-    several pages, a malformed header) returns the file unchanged.
-    """
-    pos = 0
-    while pos + 27 <= len(ogg) and ogg[pos : pos + 4] == b"OggS":
-        n_segments = ogg[pos + 26]
-        lacing = ogg[pos + 27 : pos + 27 + n_segments]
-        start = pos + 27 + n_segments
-        end = start + sum(lacing)
-        body = ogg[start:end]
-        if body.startswith(b"OpusTags"):
-            if not lacing or lacing[-1] == 255:  # the packet continues on the next page
-                return ogg
-            try:
-                length = 12 + int.from_bytes(body[8:12], "little")  # magic, vendor length, vendor
-                for _ in range(int.from_bytes(body[length : length + 4], "little")):
-                    length += 4 + int.from_bytes(body[length + 4 : length + 8], "little")
-                length += 4  # the comment count itself
-            except IndexError:
-                return ogg
-            if length > len(body):
-                return ogg
-            segments = bytes([255] * (length // 255) + [length % 255])
-            page = bytearray(ogg[pos : pos + 26] + bytes([len(segments)]) + segments + body[:length])
-            page[22:26] = b"\0\0\0\0"
-            page[22:26] = _ogg_crc(bytes(page)).to_bytes(4, "little")
-            return ogg[:pos] + bytes(page) + ogg[end:]
-        pos = end
-    return ogg
-
-
-def audio_clips(items: pd.DataFrame, source_root: Path) -> tuple[list[str], list[str]]:
-    """Clip URIs for ``items`` (columns source, onset_s, offset_s) and the problems met, one per file.
-
-    Each recording's header is read once. One that cannot be read gives empty clips for its calls and one
-    problem line; the map is still drawn.
-    """
-    clips = [""] * len(items)
-    problems: list[str] = []
-    onsets, offsets = items["onset_s"].to_numpy(float), items["offset_s"].to_numpy(float)
-    for source, rows in items.groupby("source", sort=False).indices.items():
-        path = source_root / str(source)
-        try:
-            recording = audio_info(path)
-            for i in rows:
-                clips[i] = _clip_uri(recording, onsets[i], offsets[i])
-        except (OSError, RuntimeError, ValueError, sf.LibsndfileError) as exc:
-            problems.append(f"{source}: no sound clips ({exc})")
-            log.warning("%s: no sound clips (%s)", path, exc)
-    return clips, problems
+    ranks = x.rank(pct=True).to_numpy()
+    rgba = colormaps["viridis"](np.nan_to_num(ranks))  # one look-up for all (what each value alone gives)
+    return [NOISE_COLOUR if np.isnan(r) else to_hex(c) for r, c in zip(ranks, rgba, strict=True)]
 
 
 _PLAY_JS = """

@@ -1,0 +1,461 @@
+"""What the map shows of each point: a thumbnail of its tile, and its sound clip (audio) or original crop (images).
+
+Each is a data URI (JPEG thumbnails and crops, Ogg Opus clips), so the page needs nothing beside itself.
+A point's media depend only on its own tile or recording, so :func:`point_media` cuts the points into
+chunks and shares them among ``workers`` processes (started with 'spawn': nothing is forked from a
+process that holds threads, and each worker runs its libraries on one thread); with ``workers=1`` they are
+made here, in order, with no pool. A recording's header is read once, here, for all its calls (a chunk
+holds consecutive calls of one or more recordings); an image is decoded once (its boxes are never split
+among chunks). The URIs are the same, byte for byte, whatever the number of workers (and from run to run:
+see :func:`fixed_serial`); so are the problems reported.
+
+Encoding the clips is most of the report's time: libsndfile's Opus encoder at the clips' low bitrate
+costs about 55 ms of CPU per second of sound.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import logging
+import math
+import multiprocessing
+import os
+import sys
+import zlib
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import soundfile as sf
+from PIL import Image
+from scipy.signal import resample_poly
+
+if TYPE_CHECKING:
+    from quagga.audio.io import AudioInfo
+
+log = logging.getLogger(__name__)
+
+THUMB_PX = 64  # thumbnail side: enough to recognise a call or a particle, small enough for 10k points
+THUMB_QUALITY = 75  # JPEG quality of thumbnails
+CROP_PX = 96  # longest side of an image item's original crop (colour, as in the source image)
+CROP_MARGIN = 0.15  # context around the box, as a share of its longer side
+CLIP_CONTEXT_S = 0.1  # sound before and after each call, so its onset and decay are heard
+CLIP_MAX_S = 3.0  # longer calls are cut: the page stays small, the start is what people listen for
+# Clips are Ogg Opus at 48 kHz (Opus's full band): libsndfile's compression level 0.95 is about 33 kbit/s,
+# about 2 kB for a typical call. Vorbis needs 4x that on noisy field audio, and noise is what fields sound like.
+CLIP_RATE = 48000
+OPUS_COMPRESSION = 0.95
+OGG_SERIAL = 0x67617571  # every clip's Ogg stream serial number ("quag"): see fixed_serial
+_BIT_REVERSED = bytes(int(f"{b:08b}"[::-1], 2) for b in range(256))  # each byte's bits in reverse order
+THUMB_BLOCK = 256  # tiles read from the store at once for thumbnails (16 MB at 128 x 128 in float32)
+CHUNKS_PER_WORKER = 4  # chunks per worker: small enough to balance the load, large enough to amortise a task
+MIN_CHUNK = 64  # the fewest points in a chunk: a worker costs a second or two of imports to start
+# thread counts of the numeric libraries a worker may load (BLAS, OpenMP, numba, numexpr): one each
+_ONE_THREAD = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS",
+               "NUMEXPR_NUM_THREADS", "NUMBA_NUM_THREADS")
+_READ_ERRORS = (OSError, RuntimeError, ValueError, sf.LibsndfileError)  # a recording that cannot give a clip
+
+
+def thumbnail_uri(tile: np.ndarray, origin: str) -> str:
+    """A tile as a small JPEG data URI: grey for ``[S, S]`` or ``[1, S, S]``, colour (RGB) for ``[3, S, S]``;
+    spectrograms flipped so low frequencies are at the bottom."""
+    image = np.asarray(tile, dtype=np.float32)
+    if image.ndim == 3 and image.shape[0] == 1:
+        image = image[0]
+    if image.ndim == 3 and image.shape[0] == 3:
+        image = np.moveaxis(image, 0, -1)  # channels last, as PIL wants them
+    elif image.ndim != 2:
+        raise ValueError(f"tile of shape {np.shape(tile)}: expected [S, S] or [C, S, S] with C = 1 or 3")
+    if origin == "lower":
+        image = image[::-1]
+    pixels = np.ascontiguousarray(np.clip(np.round(image * 255), 0, 255).astype(np.uint8))
+    picture = Image.fromarray(pixels)  # uint8: "L" for grey, "RGB" for channels last
+    picture = picture.resize((THUMB_PX, THUMB_PX), Image.Resampling.BILINEAR)
+    buf = io.BytesIO()
+    picture.save(buf, format="JPEG", quality=THUMB_QUALITY)
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def crop_uri(pixels: np.ndarray, box: Sequence[float]) -> str:
+    """The box ``(xmin, ymin, xmax, ymax)`` of a decoded image, with a margin, as a colour JPEG data URI.
+
+    8-bit images are shown as they are; deeper or float images are stretched over the crop's range.
+    """
+    height, width = pixels.shape[:2]
+    x0, y0, x1, y1 = (float(v) for v in box)
+    margin = CROP_MARGIN * max(x1 - x0, y1 - y0)
+    xa, ya = max(0, int(x0 - margin)), max(0, int(y0 - margin))
+    xb, yb = min(width, int(np.ceil(x1 + margin))), min(height, int(np.ceil(y1 + margin)))
+    crop = pixels[ya : max(yb, ya + 1), xa : max(xb, xa + 1)]
+    if crop.ndim == 3:
+        crop = crop[..., :3] if crop.shape[-1] >= 3 else crop[..., 0]  # drop alpha
+    if crop.dtype != np.uint8:
+        values = crop.astype(np.float32)
+        lo, hi = float(values.min()), float(values.max())
+        crop = np.round(255 * (values - lo) / (hi - lo)) if hi > lo else np.zeros_like(values)
+    picture = Image.fromarray(np.ascontiguousarray(crop.astype(np.uint8)))
+    picture.thumbnail((CROP_PX, CROP_PX), Image.Resampling.LANCZOS)
+    if max(picture.size) < CROP_PX:  # small particles: enlarge, pixels stay visible
+        scale = CROP_PX / max(picture.size)
+        size = (max(1, round(picture.width * scale)), max(1, round(picture.height * scale)))
+        picture = picture.resize(size, Image.Resampling.NEAREST)
+    buf = io.BytesIO()
+    picture.save(buf, format="JPEG", quality=THUMB_QUALITY)
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def audio_clip_uri(path: Path, onset_s: float, offset_s: float) -> str:
+    """The call with ``CLIP_CONTEXT_S`` around it, mixed to mono, as an Ogg Opus data URI."""
+    from quagga.audio.io import audio_info
+
+    return _clip_uri(audio_info(path), onset_s, offset_s)
+
+
+def _clip_uri(recording: AudioInfo, onset_s: float, offset_s: float) -> str:
+    """:func:`audio_clip_uri` of a recording whose header is read: reads only the frames it needs (any
+    format quagga tiles, EvTAF .cbin included), so hour-long recordings are never loaded whole."""
+    from quagga.audio.io import read_block
+
+    stop_s = min(offset_s + CLIP_CONTEXT_S, onset_s + CLIP_MAX_S)
+    block = read_block(recording, onset_s - CLIP_CONTEXT_S, stop_s, recording.sample_rate)
+    mono, rate = block.samples, recording.sample_rate
+    if not len(mono):
+        mono = np.zeros(1, np.float32)
+    if rate != CLIP_RATE:
+        common = math.gcd(rate, CLIP_RATE)
+        mono = resample_poly(mono, CLIP_RATE // common, rate // common)
+    peak = float(np.abs(mono).max()) if len(mono) else 0.0
+    if peak > 0:
+        mono = mono * (0.8 / peak)  # faint calls audible, headroom for the codec; the map shows loudness
+    buf = io.BytesIO()
+    sf.write(buf, mono, CLIP_RATE, format="OGG", subtype="OPUS", compression_level=OPUS_COMPRESSION)
+    ogg = fixed_serial(strip_opus_tags_padding(buf.getvalue()))
+    return "data:audio/ogg;base64," + base64.b64encode(ogg).decode("ascii")
+
+
+def _ogg_crc(data: bytes) -> int:
+    """Ogg's page checksum: CRC-32, polynomial 0x04C11DB7, not reflected, initial value 0. That is zlib's
+    (reflected) CRC-32 of the bit-reversed bytes, bit-reversed, without zlib's initial and final inversion."""
+    reflected = zlib.crc32(data.translate(_BIT_REVERSED), 0xFFFFFFFF) ^ 0xFFFFFFFF
+    return int(f"{reflected:032b}"[::-1], 2)
+
+
+def fixed_serial(ogg: bytes, serial: int = OGG_SERIAL) -> bytes:
+    """The Ogg file with every page's stream serial number set to ``serial``, checksums redone.
+
+    libsndfile draws the serial number from the clock, so the same clip came out different on every run
+    and in every process; with a fixed one, the same data give the same page. A file that is not a
+    sequence of whole Ogg pages is returned unchanged.
+    """
+    pages, pos = [], 0
+    while pos < len(ogg):
+        if pos + 27 > len(ogg) or ogg[pos : pos + 4] != b"OggS":
+            return ogg
+        n_segments = ogg[pos + 26]
+        end = pos + 27 + n_segments + sum(ogg[pos + 27 : pos + 27 + n_segments])
+        if end > len(ogg):
+            return ogg
+        page = bytearray(ogg[pos:end])
+        page[14:18] = serial.to_bytes(4, "little")
+        page[22:26] = b"\0\0\0\0"
+        page[22:26] = _ogg_crc(bytes(page)).to_bytes(4, "little")
+        pages.append(bytes(page))
+        pos = end
+    return b"".join(pages)
+
+
+def strip_opus_tags_padding(ogg: bytes) -> bytes:
+    """The Ogg Opus file without the zero padding libsndfile puts in its comment header.
+
+    libsndfile pads the OpusTags packet to about 790 bytes, which is most of a short call's clip (the
+    audio itself is 1-1.5 kB). RFC 7845 (section 5.2) lets padding after the comment list be dropped;
+    the page is rebuilt with its new segment table and checksum. Anything unexpected (tags spread over
+    several pages, a malformed header) returns the file unchanged.
+    """
+    pos = 0
+    while pos + 27 <= len(ogg) and ogg[pos : pos + 4] == b"OggS":
+        n_segments = ogg[pos + 26]
+        lacing = ogg[pos + 27 : pos + 27 + n_segments]
+        start = pos + 27 + n_segments
+        end = start + sum(lacing)
+        body = ogg[start:end]
+        if body.startswith(b"OpusTags"):
+            if not lacing or lacing[-1] == 255:  # the packet continues on the next page
+                return ogg
+            try:
+                length = 12 + int.from_bytes(body[8:12], "little")  # magic, vendor length, vendor
+                for _ in range(int.from_bytes(body[length : length + 4], "little")):
+                    length += 4 + int.from_bytes(body[length + 4 : length + 8], "little")
+                length += 4  # the comment count itself
+            except IndexError:
+                return ogg
+            if length > len(body):
+                return ogg
+            segments = bytes([255] * (length // 255) + [length % 255])
+            page = bytearray(ogg[pos : pos + 26] + bytes([len(segments)]) + segments + body[:length])
+            page[22:26] = b"\0\0\0\0"
+            page[22:26] = _ogg_crc(bytes(page)).to_bytes(4, "little")
+            return ogg[:pos] + bytes(page) + ogg[end:]
+        pos = end
+    return ogg
+
+
+# --- chunks: what one task of a worker does (module-level functions, so a spawned worker can find them) ---
+
+
+def _thumbnail_chunk(tiles_dir: str, rows: np.ndarray, origin: str, invert: bool) -> list[str]:
+    """Thumbnails of the tiles at store ``rows``, read from the memory map a block at a time (``invert``:
+    shown as ``1 - tile``)."""
+    from quagga.tiles.store import TileStore
+
+    memmap = TileStore(tiles_dir).tiles
+    uris: list[str] = []
+    for block in _split(np.asarray(rows, dtype=int), THUMB_BLOCK):
+        tiles = np.asarray(memmap[block], dtype=np.float32)
+        if invert:
+            tiles = 1.0 - tiles
+        uris += [thumbnail_uri(tile, origin) for tile in tiles]
+    return uris
+
+
+def _clip_chunk(pieces: list[tuple[AudioInfo, np.ndarray, np.ndarray]]) -> list[tuple[list[str], str | None]]:
+    """Per piece (a recording, onsets and offsets of some of its calls): the clips made, up to the first
+    call that could not be read, and that error (None when all were made)."""
+    out: list[tuple[list[str], str | None]] = []
+    for recording, onsets, offsets in pieces:
+        clips: list[str] = []
+        try:
+            for onset_s, offset_s in zip(onsets, offsets, strict=True):
+                clips.append(_clip_uri(recording, onset_s, offset_s))
+        except _READ_ERRORS as exc:
+            out.append((clips, str(exc)))
+        else:
+            out.append((clips, None))
+    return out
+
+
+def _crop_chunk(pieces: list[tuple[str, int, np.ndarray]]) -> list[tuple[list[str], str | None]]:
+    """Per piece (an image, its page, boxes): the crops, or none and why the image could not be read."""
+    from quagga.images.io import ImageReadError, read_pixels
+
+    out: list[tuple[list[str], str | None]] = []
+    for path, page, boxes in pieces:
+        try:
+            pixels = read_pixels(Path(path), page)
+        except ImageReadError as exc:
+            out.append(([], str(exc)))
+            continue
+        out.append(([crop_uri(pixels, box) for box in boxes], None))
+    return out
+
+
+# --- batches: the chunks of one kind of media and how their results are put back in the points' order ---
+
+
+@dataclass
+class _Batch:
+    """Tasks ``(function, args)`` and ``merge``, which turns their results (in task order) into the answer."""
+
+    tasks: list[tuple[Callable[..., Any], tuple[Any, ...]]] = field(default_factory=list)
+    merge: Callable[[list[Any]], Any] = list
+
+
+def _split(rows: np.ndarray, size: int) -> list[np.ndarray]:
+    return [rows[i : i + size] for i in range(0, len(rows), max(size, 1))]
+
+
+def _pack(pieces: Sequence[tuple[int, Any]], size: int) -> list[list[Any]]:
+    """Consecutive ``(n_items, piece)`` packed into tasks of at most ``size`` items (a larger piece alone)."""
+    tasks: list[list[Any]] = []
+    held = size
+    for n, piece in pieces:
+        if held + n > size:
+            tasks.append([])
+            held = 0
+        tasks[-1].append(piece)
+        held += n
+    return tasks
+
+
+def _thumbnail_batch(tiles_dir: Path, rows: Sequence[int], origin: str, invert: bool, size: int) -> _Batch:
+    chunks = _split(np.asarray(rows, dtype=int), size)
+    return _Batch([(_thumbnail_chunk, (str(tiles_dir), chunk, origin, invert)) for chunk in chunks],
+                  lambda results: [uri for chunk in results for uri in chunk])
+
+
+def _clip_batch(items: pd.DataFrame, source_root: Path, size: int) -> _Batch:
+    """Clips of ``items`` (columns source, onset_s, offset_s): each recording's header read here, once; its
+    calls cut into pieces of at most ``size``. Merged as one pass over the calls would give them: a
+    recording's calls after the first that cannot be read get no clip, and the recording one problem line."""
+    from quagga.audio.io import audio_info
+
+    clips = [""] * len(items)
+    onsets, offsets = items["onset_s"].to_numpy(float), items["offset_s"].to_numpy(float)
+    groups = items.groupby("source", sort=False).indices
+    problem: dict[object, str] = {}
+    pieces: list[tuple[int, Any]] = []
+    owners: list[tuple[object, Path, np.ndarray]] = []  # per piece: the recording and the calls' positions
+    for source, rows in groups.items():
+        path = source_root / str(source)
+        try:
+            recording = audio_info(path)
+        except _READ_ERRORS as exc:
+            problem[source] = f"{source}: no sound clips ({exc})"
+            log.warning("%s: no sound clips (%s)", path, exc)
+            continue
+        for part in _split(rows, size):
+            pieces.append((len(part), (recording, onsets[part], offsets[part])))
+            owners.append((source, path, part))
+
+    def merge(results: list[list[tuple[list[str], str | None]]]) -> tuple[list[str], list[str]]:
+        made = [piece for chunk in results for piece in chunk]
+        for (source, path, part), (uris, error) in zip(owners, made, strict=True):
+            if source in problem:  # an earlier piece of this recording failed: no clips after it
+                continue
+            clips_part = part[: len(uris)]
+            for i, uri in zip(clips_part, uris, strict=True):
+                clips[i] = uri
+            if error is not None:
+                problem[source] = f"{source}: no sound clips ({error})"
+                log.warning("%s: no sound clips (%s)", path, error)
+        return clips, [problem[source] for source in groups if source in problem]
+
+    return _Batch([(_clip_chunk, (task,)) for task in _pack(pieces, size)], merge)
+
+
+def _crop_batch(items: pd.DataFrame, source_root: Path, page: int, size: int) -> _Batch:
+    """Crops of ``items`` (columns source, xmin, ymin, xmax, ymax): each image decoded once, in one task."""
+    crops = [""] * len(items)
+    boxes = items[["xmin", "ymin", "xmax", "ymax"]].to_numpy(float)
+    groups = list(items.groupby("source", sort=False).indices.items())
+    pieces = [(len(rows), (str(source_root / str(source)), page, boxes[rows])) for source, rows in groups]
+
+    def merge(results: list[list[tuple[list[str], str | None]]]) -> tuple[list[str], list[str]]:
+        problems: list[str] = []
+        made = [piece for chunk in results for piece in chunk]
+        for (source, rows), (uris, error) in zip(groups, made, strict=True):
+            if error is not None:
+                problems.append(f"{source}: no original crops ({error})")
+                log.warning("%s: no original crops (%s)", source, error)
+            for i, uri in zip(rows, uris, strict=False):
+                crops[i] = uri
+        return crops, problems
+
+    return _Batch([(_crop_chunk, (task,)) for task in _pack(pieces, size)], merge)
+
+
+# --- running the batches: here, or in a pool of worker processes ---
+
+
+def _one_thread() -> None:
+    """A worker's start: torch (if the main module brought it in) on one thread; the rest read the environment."""
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(1)
+
+
+@contextmanager
+def _single_threaded_env() -> Iterator[None]:
+    """The thread-count variables set to 1 while workers start (a spawned process copies the environment)."""
+    saved = {name: os.environ.get(name) for name in _ONE_THREAD}
+    os.environ.update(dict.fromkeys(_ONE_THREAD, "1"))
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _run(batches: Sequence[_Batch], workers: int) -> list[Any]:
+    """Each batch's merged answer. ``workers=1``: the tasks run here, in order; more: in a pool of at most
+    ``workers`` spawned processes (never more than there are tasks), results taken back in task order."""
+    tasks = [task for batch in batches for task in batch.tasks]
+    if workers <= 1 or len(tasks) <= 1:
+        results = [function(*args) for function, args in tasks]
+    else:
+        context = multiprocessing.get_context("spawn")
+        with _single_threaded_env(), ProcessPoolExecutor(
+            max_workers=min(workers, len(tasks)), mp_context=context, initializer=_one_thread
+        ) as pool:
+            futures = [pool.submit(function, *args) for function, args in tasks]
+            try:
+                results = [future.result() for future in futures]
+            except BaseException:
+                pool.shutdown(cancel_futures=True)  # a failed task: the others are not waited for
+                raise
+    answers, start = [], 0
+    for batch in batches:
+        answers.append(batch.merge(results[start : start + len(batch.tasks)]))
+        start += len(batch.tasks)
+    return answers
+
+
+def _chunk_size(n: int, workers: int) -> int:
+    """Items per task: all of them in one on one worker; else about CHUNKS_PER_WORKER tasks per worker, of
+    at least MIN_CHUNK items (a small map starts few workers, or none)."""
+    return max(n, 1) if workers <= 1 else max(MIN_CHUNK, math.ceil(n / (workers * CHUNKS_PER_WORKER)))
+
+
+# --- what the report calls ---
+
+
+@dataclass(frozen=True)
+class PointMedia:
+    """The map's media, one entry per point: thumbnails; clips (audio) and crops (images) or None; the
+    problems met (one line per recording or image that could not be read)."""
+
+    thumbs: list[str]
+    clips: list[str] | None
+    crops: list[str] | None
+    problems: list[str]
+
+
+def point_media(
+    tiles_dir: Path, rows: Sequence[int], origin: str, invert: bool = False, audio: pd.DataFrame | None = None,
+    boxes: pd.DataFrame | None = None, source_root: Path | None = None, page: int = 0, workers: int = 1,
+) -> PointMedia:
+    """Thumbnails of the store's tiles at ``rows`` and, with ``source_root``, clips of ``audio`` (columns
+    source, onset_s, offset_s) or crops of ``boxes`` (columns source, xmin, ymin, xmax, ymax), one row per
+    point, made by ``workers`` processes (1: here, no pool). ``invert``: tiles shown as ``1 - tile``."""
+    size = _chunk_size(len(rows), workers)
+    batches = [_thumbnail_batch(tiles_dir, rows, origin, invert, size)]
+    kind = None
+    if source_root is not None and audio is not None:
+        kind = "clips"
+        batches.append(_clip_batch(audio.reset_index(drop=True), Path(source_root), size))
+    elif source_root is not None and boxes is not None:
+        kind = "crops"
+        batches.append(_crop_batch(boxes.reset_index(drop=True), Path(source_root), page, size))
+    thumbs, *extra = _run(batches, workers)
+    media, problems = extra[0] if extra else (None, [])
+    return PointMedia(thumbs, media if kind == "clips" else None, media if kind == "crops" else None, problems)
+
+
+def audio_clips(items: pd.DataFrame, source_root: Path, workers: int = 1) -> tuple[list[str], list[str]]:
+    """Clip URIs for ``items`` (columns source, onset_s, offset_s) and the problems met, one per file.
+
+    Each recording's header is read once. One that cannot be read gives empty clips for its calls and one
+    problem line; the map is still drawn.
+    """
+    batch = _clip_batch(items, Path(source_root), _chunk_size(len(items), workers))
+    return _run([batch], workers)[0]
+
+
+def image_crops(items: pd.DataFrame, source_root: Path, page: int = 0, workers: int = 1) -> tuple[list[str], list[str]]:
+    """Original-crop URIs for ``items`` (columns source, xmin, ymin, xmax, ymax) and the problems met.
+
+    ``page`` is the page of a multi-page TIFF the tiles were cut from (``images.page``). Each source image
+    is decoded once. One that cannot be read gives empty crops for its items and one
+    problem line; the map is still drawn.
+    """
+    batch = _crop_batch(items, Path(source_root), page, _chunk_size(len(items), workers))
+    return _run([batch], workers)[0]
