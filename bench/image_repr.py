@@ -98,10 +98,12 @@ def latent_table(out: Path, embedded: bool) -> pd.DataFrame:
     return latents
 
 
-def model_row(args: argparse.Namespace, results: Path, overrides: dict, labels: pd.Series) -> dict:
-    """kNN on the latents, the run's own clusters, and their stability over retrained models."""
-    runs = [run_model(args, results if seed == 0 else results / f"seed{seed}", overrides, seed)
-            for seed in range(args.seeds)]
+def model_row(args: argparse.Namespace, results: Path, overrides: dict, labels: pd.Series,
+              first: Path | None = None) -> dict:
+    """kNN on the latents, the run's own clusters, and their stability over retrained models (``first``: the
+    seed-0 run when the caller already has it)."""
+    runs = [first or run_model(args, results, overrides, 0)]
+    runs += [run_model(args, results / f"seed{seed}", overrides, seed) for seed in range(1, args.seeds)]
     clusters = [pd.read_parquet(out / "clusters.parquet").set_index("item_id")["cluster"] for out in runs]
     z = latent_table(runs[0], embedded=False).set_index("item_id").loc[labels.index].to_numpy()
     return {"knn_balanced_accuracy": knn_scores(z, labels.to_numpy(), args.seed)["balanced_accuracy"],
@@ -179,7 +181,7 @@ def main() -> None:
                                         if k in cluster_fields})
 
     rows: dict[str, dict] = {}
-    rows["latents (default model)"] = model_row(args, results, {}, labels)
+    rows["latents (default model)"] = model_row(args, results, {}, labels, first=default)
     dims = rows["latents (default model)"]["dims"]
     rows[f"pixel PCA-{dims}"] = feature_row(
         args, columns("pca", pixel_pca(store.tiles, index["row"].to_numpy(), dims), index["item_id"].to_numpy()),
