@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ import pytest
 import soundfile as sf
 from skimage import io
 
-from quagga.demo import generate_demo_data
+from quagga.demo import generate_demo_data, write_particles
 
 RAVEN_COLUMNS = [
     "Selection",
@@ -28,6 +29,11 @@ RAVEN_COLUMNS = [
 ]
 CALL_TYPES = {"snort", "soft_snort", "squeal", "whinny"}
 PARTICLE_TYPES = {"dust", "pollen", "tephra", "fibre"}
+# folder -> core, depth range, glacial (dust-rich) section and volcanic (tephra) layer, in m
+CORES = {
+    "particles": ("A", (0, 100), (40, 65), (28.2, 28.7)),
+    "particles-core-b": ("B", (0, 60), (22, 36), (15.4, 15.8)),
+}
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +72,28 @@ def test_same_seed_gives_identical_files_and_another_seed_differs(
     other = _hashes(tmp_path / "other")
     assert other.keys() == reference.keys()
     data = [name for name in reference if name.endswith((".wav", ".png"))]
-    assert len(data) == 5 + 480 + 6 and all(other[name] != reference[name] for name in data)
+    assert len(data) == 5 + 480 + 140 + 6 and all(other[name] != reference[name] for name in data)
+    tables = [name for name in reference if name.endswith("metadata.csv")]
+    assert len(tables) == 3 and all(other[name] != reference[name] for name in tables)
+
+
+def test_more_spawned_generators_leave_the_first_three_as_they_were() -> None:
+    """The reference data (audio, particles, fields) keep their generators when new parts spawn more."""
+    before, after = np.random.default_rng(0).spawn(3), np.random.default_rng(0).spawn(6)
+    for old, new in zip(before, after, strict=False):
+        np.testing.assert_array_equal(old.integers(0, 2**63, 8), new.integers(0, 2**63, 8))
+
+
+def test_reference_particles_come_from_the_second_spawned_generator(
+    demo: tuple[Path, dict[str, int]], tmp_path: Path
+) -> None:
+    """The reference particles still get the generator they got before (child 1 of spawn(3)), so their first
+    images equal the old code path's."""
+    write_particles(tmp_path, np.random.default_rng(0).spawn(3)[1], {"dust": 3})
+    written = _hashes(tmp_path)
+    assert written.keys() == {"dust_0000.png", "dust_0001.png", "dust_0002.png", "labels.csv"}
+    reference = _hashes(demo[0] / "images" / "particles")
+    assert all(reference[name] == digest for name, digest in written.items() if name.endswith(".png"))
 
 
 def test_returned_counts_match_tables(demo: tuple[Path, dict[str, int]], selections: pd.DataFrame) -> None:
@@ -75,6 +102,7 @@ def test_returned_counts_match_tables(demo: tuple[Path, dict[str, int]], selecti
         "calls": len(selections),
         "particles": len(pd.read_csv(root / "images" / "particles" / "labels.csv")),
         "field_particles": len(pd.read_csv(root / "images" / "fields" / "boxes.csv")),
+        "particles_core_b": len(pd.read_csv(root / "images" / "particles-core-b" / "labels.csv")),
     }
 
 
@@ -186,3 +214,74 @@ def test_field_boxes_are_inside_apart_and_darker_than_the_background(
             assert box.mean() < ring_mean, (name, x0, y0)
         assert inside.max() == 1, f"{name}: boxes overlap"
         assert image[inside == 1].mean() < image[inside == 0].mean() - 10
+
+
+def test_recording_metadata_gives_individual_day_and_site_of_every_recording(
+    demo: tuple[Path, dict[str, int]],
+) -> None:
+    folder = demo[0] / "audio"
+    meta = pd.read_csv(folder / "metadata.csv", dtype=str)
+    assert list(meta.columns) == ["file", "individual", "day", "site"]
+    assert meta["file"].tolist() == sorted(p.name for p in folder.glob("*.wav"))
+    assert set(meta["individual"]) == {"A", "B", "C"} and meta["site"].nunique() == 2
+    days = [date.fromisoformat(day) for day in meta["day"]]
+    assert days == sorted(days) and (days[-1] - days[0]).days < 14
+
+
+@pytest.mark.parametrize("folder", CORES)
+def test_particle_metadata_gives_core_and_depth_of_every_image_once(
+    demo: tuple[Path, dict[str, int]], folder: str
+) -> None:
+    core, (top, bottom), _, _ = CORES[folder]
+    labels = pd.read_csv(demo[0] / "images" / folder / "labels.csv")
+    meta = pd.read_csv(demo[0] / "images" / folder / "metadata.csv")
+    assert list(meta.columns) == ["file", "core", "depth_m"]
+    assert meta["file"].is_unique and meta["file"].tolist() == labels["file"].tolist()
+    assert (meta["core"] == core).all()
+    assert meta["depth_m"].between(top, bottom).all() and meta["depth_m"].max() - meta["depth_m"].min() > 0.9 * bottom
+
+
+@pytest.mark.parametrize("folder", CORES)
+def test_class_mix_changes_with_depth_like_an_ice_core(demo: tuple[Path, dict[str, int]], folder: str) -> None:
+    """Dust dominates the glacial section and is rare elsewhere; most tephra lies in one thin ash layer."""
+    _, _, glacial, volcanic = CORES[folder]
+    table = pd.read_csv(demo[0] / "images" / folder / "labels.csv").merge(
+        pd.read_csv(demo[0] / "images" / folder / "metadata.csv"), on="file", validate="one_to_one"
+    )
+    dust = table["label"] == "dust"
+    in_glacial = table["depth_m"].between(*glacial)
+    assert dust[in_glacial].mean() > 0.5 and dust[~in_glacial].mean() < 0.1
+    tephra = table.loc[table["label"] == "tephra", "depth_m"]
+    assert tephra.between(*volcanic).mean() > 0.8
+    for label in PARTICLE_TYPES - {"dust", "tephra"}:  # the other classes are spread over the whole core
+        depths = table.loc[table["label"] == label, "depth_m"]
+        assert depths.quantile(0.9) - depths.quantile(0.1) > 0.6 * table["depth_m"].max(), label
+
+
+def test_core_b_holds_the_reference_classes_and_novel_bubbles(demo: tuple[Path, dict[str, int]]) -> None:
+    folder = demo[0] / "images" / "particles-core-b"
+    labels = pd.read_csv(folder / "labels.csv")
+    assert list(labels.columns) == ["file", "label"]
+    assert labels["label"].value_counts().to_dict() == {**dict.fromkeys(PARTICLE_TYPES, 30), "bubble": 20}
+    assert "bubble" not in set(pd.read_csv(demo[0] / "images" / "particles" / "labels.csv")["label"])
+    assert labels["file"].is_unique and sorted(p.name for p in folder.glob("*.png")) == sorted(labels["file"])
+    assert all(
+        re.fullmatch(rf"{label}_\d{{4}}\.png", f) for f, label in zip(labels["file"], labels["label"], strict=True)
+    )
+
+
+def test_bubbles_are_dark_rings_with_a_centre_brighter_than_the_background(
+    demo: tuple[Path, dict[str, int]],
+) -> None:
+    folder = demo[0] / "images" / "particles-core-b"
+    labels = pd.read_csv(folder / "labels.csv")
+    brighter = {}
+    for name, label in zip(labels["file"], labels["label"], strict=True):
+        image = io.imread(folder / name).astype(float)
+        background = np.median(np.concatenate([image[:2], image[-2:], image[:, :2].T, image[:, -2:].T], axis=None))
+        rows, cols = np.nonzero(image < background - 20)  # the dark parts of the particle
+        assert len(rows) > 0, name
+        centre = image[(rows.min() + rows.max()) // 2, (cols.min() + cols.max()) // 2]
+        brighter[name] = (label, centre > background)
+    assert all(bright for label, bright in brighter.values() if label == "bubble")
+    assert not any(bright for label, bright in brighter.values() if label == "pollen")  # pollen: dark centre

@@ -25,17 +25,25 @@ pollen), contrast varies, blur hides pollen texture and small tephra vesicles, a
 can look like a shard. The classes remain separable by shape and texture, so a good unsupervised
 pipeline should recover them.
 
-All randomness flows from one ``numpy.random.Generator`` per modality, spawned from the seed: the same
-seed gives byte-identical files. Label tables are written last and atomically, so an interrupted run
-never leaves a table that points at missing files.
+Covariates: ``audio/metadata.csv`` gives each recording's individual (A-C), day and site; the call-type
+mix does not depend on them. ``images/particles/metadata.csv`` gives each particle's depth in core A
+(0-100 m), like an ice-core stratigraphy: dust concentrates in a glacial section (40-65 m), tephra in a
+thin ash layer, pollen and fibres are spread over the core. ``images/particles-core-b/`` is a held-back
+second core (0-60 m, its own dusty section and ash layer) to project onto the model of core A: 30 new
+particles of each class plus 20 air bubbles, a class core A never has (dark ring, bright centre).
+
+All randomness flows from one ``numpy.random.Generator`` per modality, metadata table and core, spawned
+from the seed: the same seed gives byte-identical files. Label tables are written last and atomically, so
+an interrupted run never leaves a table that points at missing files.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import date, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -73,6 +81,14 @@ SUPERSAMPLE = 4  # shapes are drawn at 4x and averaged down: anti-aliased edges
 COVERAGE_THRESHOLD = 0.5  # a pixel belongs to a particle's box when at least half of it is covered
 MAX_BLUR_SIGMA = 1.5
 MIN_PEAK_ABSORBANCE = 0.15  # the imager's trigger: the darkest pixel is at least 15 % below the background
+
+INDIVIDUALS = ("A", "B", "C")
+SITES = ("north", "south")
+SEASON_START = date(2024, 3, 4)
+SEASON_DAYS = 14
+CORE_B_PER_CLASS = 30
+CORE_B_NOVEL = {"bubble": 20}  # a class the reference core never has: the projection should flag it as novel
+LAYER_SHARE = 0.9  # share of a layered class inside its layer; the rest is scattered over the rest of the core
 
 
 # ----------------------------------------------------------------------------------------------- audio
@@ -298,12 +314,16 @@ def _raven_table(calls: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+def _recording_name(k: int) -> str:
+    return f"rec_{k:02d}.wav"
+
+
 def write_audio(out_dir: Path, rng: np.random.Generator) -> int:
     """Write rec_00.wav .. and the Raven selection table (cumulative times across files); return #calls."""
     out_dir.mkdir(parents=True, exist_ok=True)
     tables = []
     for k in range(N_RECORDINGS):
-        name = f"rec_{k:02d}.wav"
+        name = _recording_name(k)
         audio, calls = _recording(rng)
         sf.write(out_dir / name, audio, SAMPLE_RATE, subtype="PCM_16")
         tables.append(calls.assign(file=name, file_index=k))
@@ -311,6 +331,26 @@ def write_audio(out_dir: Path, rng: np.random.Generator) -> int:
     _write_table(_raven_table(calls), out_dir / "selections.txt", sep="\t")
     log.info("wrote %d recordings with %d calls to %s", N_RECORDINGS, len(calls), out_dir)
     return len(calls)
+
+
+def write_recording_metadata(out_dir: Path, rng: np.random.Generator) -> int:
+    """Write metadata.csv (file, individual, day, site): covariates to group and compare calls by.
+
+    They are assigned to the finished recordings, so the call-type mix does not depend on them (drawing it
+    per individual would change the audio): a covariate analysis of the demo should find no effect.
+    """
+    days = np.sort(rng.choice(SEASON_DAYS, N_RECORDINGS, replace=False))
+    table = pd.DataFrame(
+        {
+            "file": [_recording_name(k) for k in range(N_RECORDINGS)],
+            "individual": rng.permutation(np.resize(INDIVIDUALS, N_RECORDINGS)),
+            "day": [(SEASON_START + timedelta(days=int(d))).isoformat() for d in days],
+            "site": rng.permutation(np.resize(SITES, N_RECORDINGS)),
+        }
+    )
+    _write_table(table, out_dir / "metadata.csv")
+    log.info("wrote the individual, day and site of %d recordings to %s", len(table), out_dir)
+    return len(table)
 
 
 # ---------------------------------------------------------------------------------------------- images
@@ -457,12 +497,28 @@ def _fibre(rng: np.random.Generator) -> Particle:
     return sketch.particle()
 
 
+def _bubble(rng: np.random.Generator) -> Particle:
+    """Air bubble (12-30 px): a smooth circle whose thick dark rim bends light away and whose centre focuses
+    it, brighter than the background; no texture, unlike pollen."""
+    radius = rng.uniform(6, 15)
+    squash = rng.uniform(0.92, 1.0)  # nearly round
+    centre = radius * rng.uniform(0.45, 0.65)
+    sketch = _Sketch("bubble", radius)
+    sketch.ellipse(0, 0, radius * squash, radius, 0, rng.uniform(0.6, 0.85))
+    sketch.ellipse(0, 0, (radius + centre) / 2 * squash, (radius + centre) / 2, 0, rng.uniform(0.35, 0.5))
+    sketch.ellipse(0, 0, centre * squash, centre, 0, -0.1)
+    sketch.turn(rng.uniform(0, 360))
+    return sketch.particle()
+
+
 PARTICLE_TYPES: dict[str, Callable[[np.random.Generator], Particle]] = {
     "dust": _dust,
     "pollen": _pollen,
     "tephra": _tephra,
     "fibre": _fibre,
 }
+# Only in the held-back core B; not in PARTICLE_TYPES, from which the fields draw (their files stay as they were).
+NOVEL_PARTICLE_TYPES: dict[str, Callable[[np.random.Generator], Particle]] = {"bubble": _bubble}
 
 
 def _illumination(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
@@ -506,13 +562,14 @@ def _box(particle: Particle) -> tuple[int, int, int, int]:
     return int(rows.min()), int(cols.min()), int(rows.max()) + 1, int(cols.max()) + 1
 
 
-def write_particles(out_dir: Path, rng: np.random.Generator) -> int:
-    """Write one cropped image per particle (<label>_<nnnn>.png) and labels.csv; return #particles."""
+def write_particles(out_dir: Path, rng: np.random.Generator, counts: Mapping[str, int]) -> int:
+    """Write ``counts[label]`` cropped images per class (<label>_<nnnn>.png) and labels.csv; return #particles."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    makers = PARTICLE_TYPES | NOVEL_PARTICLE_TYPES
     rows = []
-    for label, make in PARTICLE_TYPES.items():
-        for i in range(PARTICLES_PER_CLASS):
-            particle = make(rng)
+    for label, n in counts.items():
+        for i in range(n):
+            particle = makers[label](rng)
             r0, c0, r1, c1 = _box(particle)
             top, bottom, left, right = rng.integers(4, 17, size=4)  # random margin around the box
             canvas = np.zeros((r1 - r0 + top + bottom, c1 - c0 + left + right))
@@ -523,6 +580,45 @@ def write_particles(out_dir: Path, rng: np.random.Generator) -> int:
     _write_table(pd.DataFrame(rows), out_dir / "labels.csv")
     log.info("wrote %d single-particle images to %s", len(rows), out_dir)
     return len(rows)
+
+
+@dataclass(frozen=True)
+class Core:
+    """An ice core's stratigraphy: where a class concentrates, so that the class mix changes with depth."""
+
+    name: str
+    depth_m: tuple[float, float]  # top, bottom
+    layers: dict[str, tuple[float, float]]  # label -> (top, bottom) of the section holding LAYER_SHARE of it
+
+
+# Dust-rich glacial sections (a drier, windier climate) and a thin volcanic ash layer, which lies higher in the
+# shorter core B; classes without a layer are spread evenly over the core.
+CORE_A = Core("A", (0.0, 100.0), {"dust": (40.0, 65.0), "tephra": (28.2, 28.7)})
+CORE_B = Core("B", (0.0, 60.0), {"dust": (22.0, 36.0), "tephra": (15.4, 15.8)})
+
+
+def _depths(rng: np.random.Generator, labels: np.ndarray, core: Core) -> np.ndarray:
+    """A depth per particle: a layered class mostly inside its layer, the rest uniform outside it."""
+    depths = np.empty(len(labels))
+    top, bottom = core.depth_m
+    for label in dict.fromkeys(labels):
+        at = np.flatnonzero(labels == label)
+        low, high = core.layers.get(label, (top, top))  # no layer: an empty one at the top
+        n_inside = round(LAYER_SHARE * len(at)) if label in core.layers else 0
+        outside = rng.uniform(top, bottom - (high - low), len(at) - n_inside)
+        outside += (outside >= low) * (high - low)  # skip over the layer
+        depths[rng.permutation(at)] = np.concatenate([rng.uniform(low, high, n_inside), outside])
+    return depths
+
+
+def write_depths(folder: Path, core: Core, rng: np.random.Generator) -> int:
+    """Write metadata.csv (file, core, depth_m) for the particles in ``folder``'s labels.csv; return #rows."""
+    labels = pd.read_csv(folder / "labels.csv")
+    depths = _depths(rng, labels["label"].to_numpy(), core)
+    table = pd.DataFrame({"file": labels["file"], "core": core.name, "depth_m": [f"{d:.2f}" for d in depths]})
+    _write_table(table, folder / "metadata.csv")
+    log.info("wrote the depths of %d particles in core %s to %s", len(table), core.name, folder)
+    return len(table)
 
 
 def _field(rng: np.random.Generator) -> tuple[np.ndarray, list[tuple[str, int, int, int, int]]]:
@@ -572,15 +668,24 @@ def _write_table(table: pd.DataFrame, path: Path, sep: str = ",") -> None:
 
 
 def generate_demo_data(out_dir: str | Path, seed: int = 0) -> dict[str, int]:
-    """Write the demo audio and images with their label tables under ``out_dir``; return item counts.
+    """Write the demo audio and images with their label and metadata tables under ``out_dir``; return counts.
 
-    The same seed gives byte-identical files. Each modality draws from its own generator spawned from
-    ``seed``, so changing how one modality uses randomness leaves the other's files unchanged.
+    The same seed gives byte-identical files. Each modality, metadata table and core draws from its own
+    generator spawned from ``seed``, so changing how one uses randomness leaves the others' files unchanged.
+    Spawning more children leaves the first ones as they were: new parts are appended at the end.
     """
     out = Path(out_dir)
-    audio_rng, particle_rng, field_rng = np.random.default_rng(seed).spawn(3)
-    return {
+    audio_rng, particle_rng, field_rng, recording_rng, depth_rng, core_b_rng = np.random.default_rng(seed).spawn(6)
+    particles, core_b = out / "images" / "particles", out / "images" / "particles-core-b"
+    counts = {
         "calls": write_audio(out / "audio", audio_rng),
-        "particles": write_particles(out / "images" / "particles", particle_rng),
+        "particles": write_particles(particles, particle_rng, dict.fromkeys(PARTICLE_TYPES, PARTICLES_PER_CLASS)),
         "field_particles": write_fields(out / "images" / "fields", field_rng),
+        "particles_core_b": write_particles(
+            core_b, core_b_rng, dict.fromkeys(PARTICLE_TYPES, CORE_B_PER_CLASS) | CORE_B_NOVEL
+        ),
     }
+    write_recording_metadata(out / "audio", recording_rng)
+    write_depths(particles, CORE_A, depth_rng)
+    write_depths(core_b, CORE_B, core_b_rng)
+    return counts

@@ -3,6 +3,10 @@ rule demo_data:
         f"{DEMO}/audio/selections.txt",
         f"{DEMO}/images/particles/labels.csv",
         f"{DEMO}/images/fields/boxes.csv",
+        f"{DEMO}/audio/metadata.csv",
+        f"{DEMO}/images/particles/metadata.csv",
+        f"{DEMO}/images/particles-core-b/labels.csv",
+        f"{DEMO}/images/particles-core-b/metadata.csv",
     params:
         seed=config["seed"],
         out=demo_root,
