@@ -106,3 +106,52 @@ def test_every_key_is_documented() -> None:
 def test_every_shipped_config_is_valid(path: Path) -> None:
     config = load_config(path)
     assert config["datasets"] and set(config["run_datasets"] or []) <= set(config["datasets"])
+
+
+def _projected(reference: str, images: dict | None = None, ref_images: dict | None = None) -> tuple[dict, dict]:
+    raw = {"results": "res", "datasets": {
+        "core-a": {"modality": "images", "images": {"images": "a", **(ref_images or {})}},
+        "calls": {"modality": "audio",
+                  "audio": {"recordings": "r", "annotations": "r/t.csv", "annotation_format": "csv"}},
+        "core-b": {"modality": "images", "reference": reference, "images": {"images": "b", **(images or {})}}}}
+    return validate_config(raw), raw
+
+
+@pytest.mark.parametrize(("reference", "images", "ref_images", "message"), [
+    ("core-b", None, None, "cannot be projected onto itself"),
+    ("calls", None, None, "'calls' is audio, 'core-b' is images"),
+    ("nowhere/results", None, None, "neither a dataset of the config"),
+    ("core-a", {"normalize": {"tile_size": 64}}, None,
+     "normalize.tile_size is 64 but the reference 'core-a' made its tiles with 128"),
+    ("core-a", {"channel": "rgb"}, {"channel": "luminance"}, "channel is 'rgb' but the reference 'core-a'"),
+])
+def test_a_reference_that_cannot_serve_stops_at_start(tmp_path: Path, reference: str, images: dict | None,
+                                                       ref_images: dict | None, message: str) -> None:
+    from quagga.config import check_references
+
+    config, raw = _projected(reference, images, ref_images)
+    with pytest.raises(ConfigError, match=message):
+        check_references(config, raw, tmp_path)
+
+
+def test_a_reference_folder_must_be_a_finished_run_of_the_same_modality(tmp_path: Path) -> None:
+    import json
+
+    from quagga.config import check_references, reference_dir
+
+    folder = tmp_path / "old" / "core-a"
+    folder.mkdir(parents=True)
+    config, raw = _projected("old/core-a")
+    with pytest.raises(ConfigError, match="no settings.json"):
+        check_references(config, raw, tmp_path)
+    (folder / "settings.json").write_text(json.dumps({"modality": "images", "resolved": {}, "choices": {}}))
+    with pytest.raises(ConfigError, match="no trained model"):
+        check_references(config, raw, tmp_path)
+    for name in ("models/vae.ckpt", "models/umap_2d.pt", "clusters.parquet"):
+        (folder / name).parent.mkdir(exist_ok=True)
+        (folder / name).write_bytes(b"")
+    check_references(config, raw, tmp_path)  # a finished run: accepted
+    assert reference_dir(config, "core-b") == "old/core-a" and reference_dir(config, "core-a") is None
+    config, raw = _projected("core-a")
+    check_references(config, raw, tmp_path)
+    assert reference_dir(config, "core-b") == str(Path("res") / "core-a")

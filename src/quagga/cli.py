@@ -77,7 +77,16 @@ def _resolve_settings(modality: str, section: str, base_dir: Path) -> tuple[Any,
 def cmd_settings(args: argparse.Namespace) -> None:
     from quagga.settings import write_settings
 
-    resolved, choices = _resolve_settings(args.modality, args.params, Path(args.base_dir).resolve())
+    section, taken = args.params, {}
+    if args.reference:  # a projected dataset: the reference's tile settings, the rest found from its own data
+        from quagga.project import Reference, reference_section
+
+        overlaid, taken = reference_section(json.loads(args.params), args.modality,
+                                            Reference.open(args.reference, need_models=False),
+                                            json.loads(args.explicit or "{}"))
+        section = json.dumps(overlaid)
+    resolved, choices = _resolve_settings(args.modality, section, Path(args.base_dir).resolve())
+    choices.records.update(taken)
     write_settings(args.out, args.modality, json.loads(args.params), to_dict(resolved), choices)
 
 
@@ -151,9 +160,9 @@ def cmd_encode(args: argparse.Namespace) -> None:
 def cmd_embed(args: argparse.Namespace) -> None:
     import pandas as pd
 
-    from quagga.embed.morphology import morphology_setting, with_morphology
-    from quagga.embed.parametric_umap import embed_latents
-    from quagga.tables import write_table
+    from quagga.embed.morphology import MorphologyScaling, morphology_setting
+    from quagga.embed.parametric_umap import cluster_map_name, embed_latents
+    from quagga.tables import write_json, write_table
     from quagga.tiles.store import TileStore
 
     params = _params(EmbedParams, args.params)
@@ -163,13 +172,16 @@ def cmd_embed(args: argparse.Namespace) -> None:
         raise ParamsError("embed.morphology needs the tile store (--tiles) whose features it adds")
     morphology, how = morphology_setting(params.morphology, index)
     params = dataclasses.replace(params, morphology=morphology)
-    if morphology:
-        latents = with_morphology(latents, index)
+    scaling = MorphologyScaling.fit(latents, index) if morphology else None
+    if scaling is not None:
+        latents = scaling.apply(latents, index)
     embedding, map2d, map_nd = embed_latents(latents, params)
     models = Path(args.models_dir)
     models.mkdir(parents=True, exist_ok=True)
+    # how the features were scaled: a dataset projected onto these maps is scaled the same way
+    write_json(scaling.to_dict() if scaling else {"features": []}, models / "morphology.json")
     map2d.save(models / "umap_2d.pt")
-    map_nd.save(models / f"umap_{params.cluster_dims}d.pt")
+    map_nd.save(models / cluster_map_name(params.cluster_dims))
     write_table(embedding, args.out, {**to_dict(params), "settings": {"morphology": how}})
 
 
@@ -183,6 +195,12 @@ def cmd_cluster(args: argparse.Namespace) -> None:
     clusters, _ = cluster_embedding(pd.read_parquet(args.embedding), params)
     # the settings the label-free selection chose (and every candidate's scores) ride with the table
     write_table(clusters, args.out, {**to_dict(params), **clusters.attrs.get("selection", {})})
+
+
+def cmd_project(args: argparse.Namespace) -> None:
+    from quagga.project import project_store
+
+    project_store(args.reference, args.tiles, args.out, seed=args.seed, dataset=args.dataset)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
@@ -231,6 +249,8 @@ def cmd_report(args: argparse.Namespace) -> None:
         predicted_path=predicted if predicted.exists() else None,
         image_page=((dataset or {}).get("images") or {}).get("page", 0),  # the TIFF page the tiles came from
         workers=args.threads,
+        reference_dir=Path(args.reference) if args.reference else None,
+        metadata_path=Path(args.metadata) if args.metadata else None,
     )
 
 
@@ -264,6 +284,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--params", required=True, help="JSON: the dataset's audio or images section")
     p.add_argument("--base-dir", default=".", help="relative input paths start here")
     p.add_argument("--out", required=True, help="settings.json")
+    p.add_argument("--reference", default="", help="results folder of a finished run: its tile settings are used "
+                                                  "(a dataset projected onto it)")
+    p.add_argument("--explicit", default="", help="JSON: the tile settings the config gives explicitly (--reference "
+                                                 "refuses those that differ from the reference's)")
 
     p = add("tiles", cmd_tiles, "make the tile store of one dataset")
     p.add_argument("--modality", choices=["audio", "images"], required=True)
@@ -303,6 +327,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--params", required=True)
     p.add_argument("--out", required=True)
 
+    p = add("project", cmd_project, "put a tile store on a finished run's map, in its clusters (no training)")
+    p.add_argument("--reference", required=True, help="results folder of the finished run (results/<dataset>)")
+    p.add_argument("--tiles", required=True, help="tile store made with the reference's tile settings")
+    p.add_argument("--out", required=True, help="folder for latents, embedding, clusters, projection.json")
+    p.add_argument("--dataset", default="", help="the projected dataset's name (recorded)")
+    p.add_argument("--seed", type=int, default=0)
+
     p = add("evaluate", cmd_evaluate, "compare clusters with the human labels")
     p.add_argument("--tiles", required=True)
     p.add_argument("--clusters", required=True)
@@ -322,6 +353,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--threads", type=_positive_int, default=1,
                    help="processes that make the map's thumbnails and clips (1: no worker processes)")
+    p.add_argument("--reference", default="", help="results folder of the run this dataset was projected onto")
+    p.add_argument("--metadata", default="", help="CSV of covariates keyed by recording / image file")
     return parser
 
 
@@ -330,11 +363,12 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from quagga.audio.annotations import AnnotationError
     from quagga.config import ConfigError
     from quagga.evaluate.corrections import CorrectionsError
+    from quagga.project import ReferenceError
     from quagga.settings import SettingsError
     from quagga.tiles.store import StoreError
 
     return (ConfigError, ParamsError, StoreError, AnnotationError, SettingsError, CorrectionsError,
-            FileNotFoundError)
+            ReferenceError, FileNotFoundError)
 
 
 def main(argv: list[str] | None = None) -> int:

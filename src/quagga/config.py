@@ -126,14 +126,15 @@ def _check_audio(where: str, audio: dict[str, Any]) -> None:
 
 
 INPUT_KEYS = {"audio": ("recordings", "annotations"), "images": ("images", "labels", "boxes")}
+DATASET_INPUT_KEYS = ("labels_corrections", "metadata")  # input paths at the dataset level
 
 
 def input_paths(config: dict[str, Any], dataset: str, base_dir: str | Path = ".") -> dict[str, Path]:
     """A dataset's input paths (recordings, annotations, images, labels, boxes, labels_corrections), resolved
     against ``base_dir``."""
     ds = config["datasets"][dataset]
-    section = {**(ds.get(ds["modality"]) or {}), "labels_corrections": ds.get("labels_corrections")}
-    keys = (*INPUT_KEYS.get(ds["modality"], ()), "labels_corrections")
+    section = {**(ds.get(ds["modality"]) or {}), **{k: ds.get(k) for k in DATASET_INPUT_KEYS}}
+    keys = (*INPUT_KEYS.get(ds["modality"], ()), *DATASET_INPUT_KEYS)
     return {k: (Path(base_dir) / section[k]).resolve() for k in keys if section.get(k)}
 
 
@@ -150,7 +151,7 @@ def check_inputs(config: dict[str, Any], base_dir: str | Path = ".") -> None:
         modality = config["datasets"][name]["modality"]
         for key, path in input_paths(config, name, base).items():
             if not path.is_relative_to(demo) and not path.exists():
-                dataset_level = key == "labels_corrections"
+                dataset_level = key in DATASET_INPUT_KEYS
                 section = config["datasets"][name] if dataset_level else config["datasets"][name][modality]
                 where = f"datasets.{name}.{key}" if dataset_level else f"datasets.{name}.{modality}.{key}"
                 missing.append(f"  {where}: {section[key]!r} -> {path} does not exist")
@@ -165,6 +166,57 @@ def check_inputs(config: dict[str, Any], base_dir: str | Path = ".") -> None:
             problem = label_column_problem(table, audio["annotation_format"], audio["label_column"])
             if problem:
                 raise ConfigError(f"datasets.{name}.audio.label_column: {problem}")
+
+
+def reference_dir(config: dict[str, Any], name: str) -> str | None:
+    """Where the reference of dataset ``name`` keeps its results: ``results/<reference>`` for a dataset of the
+    config, else the folder given; None for a dataset that is trained, not projected."""
+    reference = config["datasets"][name].get("reference")
+    if not reference:
+        return None
+    return str(Path(config["results"]) / reference) if reference in config["datasets"] else reference
+
+
+def check_references(config: dict[str, Any], raw: dict[str, Any], base_dir: str | Path = ".") -> None:
+    """Stop at start when a projected dataset's reference cannot serve: itself, projected too, another
+    modality, not a finished run, or tile settings given explicitly that differ from the reference's.
+
+    ``raw``: the config as written (before defaults), to tell explicit settings from defaults.
+    """
+    from quagga.project import Reference, ReferenceError, conflicts, explicit_tile_settings
+
+    for name, ds in config["datasets"].items():
+        reference = ds.get("reference")
+        if not reference:
+            continue
+        where = f"datasets.{name}.reference"
+        modality = ds["modality"]
+        explicit = explicit_tile_settings((raw.get("datasets", {}).get(name) or {}).get(modality) or {}, modality)
+        if reference in config["datasets"]:
+            theirs = config["datasets"][reference]
+            if reference == name:
+                raise ConfigError(f"{where}: a dataset cannot be projected onto itself")
+            if theirs.get("reference"):
+                raise ConfigError(f"{where}: {reference!r} is projected itself (onto {theirs['reference']!r}); "
+                                  "name the dataset it was projected onto, which has the trained model")
+            if theirs["modality"] != modality:
+                raise ConfigError(f"{where}: {reference!r} is {theirs['modality']}, {name!r} is {modality}: "
+                                  "a dataset can only be projected onto a map of its own modality")
+            lines = conflicts(explicit, theirs[modality], f"datasets.{name}.{modality}", f"{reference!r}")
+        else:
+            if not (Path(base_dir) / reference).is_dir():
+                raise ConfigError(f"{where}: {reference!r} is neither a dataset of the config "
+                                  f"({sorted(config['datasets'])}) nor an existing results folder")
+            try:
+                ref = Reference.open(Path(base_dir) / reference)
+            except ReferenceError as exc:
+                raise ConfigError(f"{where}: {exc}") from exc
+            if ref.modality != modality:
+                raise ConfigError(f"{where}: {reference!r} holds {ref.modality} tiles, {name!r} is {modality}: "
+                                  "a dataset can only be projected onto a map of its own modality")
+            lines = conflicts(explicit, ref.settings["resolved"], f"datasets.{name}.{modality}", f"{reference!r}")
+        if lines:
+            raise ConfigError("\n  ".join(lines))
 
 
 def load_config(path: str | Path) -> dict[str, Any]:

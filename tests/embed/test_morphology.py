@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from quagga.cli import main
-from quagga.embed.morphology import morphology_setting, with_morphology
+from quagga.embed.morphology import MorphologyScaling, morphology_setting
 from quagga.tiles.store import TileItem, write_store
 
 
@@ -20,7 +20,7 @@ def test_features_are_z_scored_and_weigh_as_much_as_the_latents() -> None:
                             "recon_error": 1.0})
     index = pd.DataFrame({"item_id": ["d", "c", "b", "a"], "feat_area": [4000.0, 3000.0, 2000.0, 1000.0],
                           "feat_solidity": [0.9, np.nan, 0.7, 0.8], "label": "x"})
-    out = with_morphology(latents, index)
+    out = MorphologyScaling.fit(latents, index).apply(latents, index)
     assert list(out.columns) == ["item_id", "z_0", "z_1", "recon_error", "z_feat_area", "z_feat_solidity"]
     area = out["z_feat_area"].to_numpy()
     assert np.all(np.diff(area) > 0)  # matched by item_id: a < b < c < d
@@ -29,10 +29,21 @@ def test_features_are_z_scored_and_weigh_as_much_as_the_latents() -> None:
     assert feat_var == pytest.approx(latents[["z_0", "z_1"]].var(ddof=0).sum(), rel=1e-5)
 
 
+def test_a_projection_is_scaled_by_the_reference_not_by_itself() -> None:
+    latents = pd.DataFrame({"item_id": ["a", "b", "c"], "z_0": [0.0, 1.0, 2.0]})
+    index = pd.DataFrame({"item_id": ["a", "b", "c"], "feat_area": [10.0, 20.0, 30.0]})
+    scaling = MorphologyScaling(**json.loads(json.dumps(MorphologyScaling.fit(latents, index).to_dict())))
+    new = pd.DataFrame({"item_id": ["x", "y"], "z_0": [0.0, 0.0]})
+    out = scaling.apply(new, pd.DataFrame({"item_id": ["x", "y"], "feat_area": [20.0, 20.0]}))
+    assert out["z_feat_area"].tolist() == [0.0, 0.0]  # the reference's mean, not the new items' own
+    with pytest.raises(ValueError, match="lacks the morphology features"):
+        scaling.apply(new, pd.DataFrame({"item_id": ["x", "y"], "feat_other": [1.0, 2.0]}))
+
+
 def test_tiles_without_features_are_a_clear_error() -> None:
     latents = pd.DataFrame({"item_id": ["a"], "z_0": [0.0]})
     with pytest.raises(ValueError, match="no feat_\\* columns"):
-        with_morphology(latents, pd.DataFrame({"item_id": ["a"], "label": ["x"]}))
+        MorphologyScaling.fit(latents, pd.DataFrame({"item_id": ["a"], "label": ["x"]}))
 
 
 def test_embed_stage_adds_the_features_of_the_tile_store(tmp_path: Path) -> None:

@@ -31,7 +31,9 @@ rule report:
         clusters=f"{RESULTS}/{{dataset}}/clusters.parquet",
         metrics=f"{RESULTS}/{{dataset}}/metrics.json",
         predicted=f"{RESULTS}/{{dataset}}/predicted_labels.csv",
-        curve=f"{RESULTS}/{{dataset}}/models/metrics.csv",
+        curve=training_curve,
+        reference=report_reference,
+        metadata=metadata_table,
     output:
         report(
             f"{RESULTS}/{{dataset}}/report/index.html",
@@ -45,6 +47,8 @@ rule report:
         sources=source_root,
         results=dataset_dir,
         out=output_dir,
+        reference=reference,
+        metadata=metadata_path,
     log:
         f"{RESULTS}/logs/report/{{dataset}}.log",
     benchmark:
@@ -55,4 +59,5 @@ rule report:
     shell:
         "python -m quagga report --dataset {wildcards.dataset:q} --results {params.results:q}"
         " --params {params.report:q} --run-info {params.info:q} --source-root={params.sources:q}"
-        " --out {params.out:q} --threads {threads} 2> {log:q}"
+        " --out {params.out:q} --threads {threads}"
+        " --reference={params.reference:q} --metadata={params.metadata:q} 2> {log:q}"

@@ -3,11 +3,14 @@
 rule settings:
     input:
         input_tables,
+        reference_settings,
     output:
         f"{RESULTS}/{{dataset}}/settings.json",
     params:
         section=stage_params("tiles"),
         modality=modality,
+        reference=reference,
+        explicit=explicit_settings,
     log:
         f"{RESULTS}/logs/settings/{{dataset}}.log",
     benchmark:
@@ -18,8 +21,8 @@ rule settings:
     conda:
         ENV
     shell:
-        "python -m quagga settings --modality {params.modality:q} --params {params.section:q} --out {output:q}"
-        " 2> {log:q}"
+        "python -m quagga settings --modality {params.modality:q} --params {params.section:q}"
+        " --reference={params.reference:q} --explicit={params.explicit:q} --out {output:q} 2> {log:q}"
 
 
 # Sharded tiling (datasets with shards > 1): one job per contiguous block of the recordings / images,

@@ -4,6 +4,8 @@ rule train:
     output:
         f"{RESULTS}/{{dataset}}/models/vae.ckpt",
         f"{RESULTS}/{{dataset}}/models/metrics.csv",
+    wildcard_constraints:
+        dataset="|".join(TRAINED),
     params:
         train=stage_params("train"),
         tiles=stage_params("tiles"),
@@ -31,6 +33,8 @@ rule encode:
     output:
         latents=f"{RESULTS}/{{dataset}}/latents.parquet",
         examples=f"{RESULTS}/{{dataset}}/reconstructions.npz",
+    wildcard_constraints:
+        dataset="|".join(TRAINED),
     params:
         seed=config["seed"],
     log:

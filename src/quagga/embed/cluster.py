@@ -64,6 +64,12 @@ def _fit(X: np.ndarray, setting: dict[str, Any], validity: bool = False) -> hdbs
     return model
 
 
+def refit(embedding: pd.DataFrame, selected: dict[str, Any]) -> hdbscan.HDBSCAN:
+    """The model of a finished clustering, fitted again from its embedding and chosen setting (HDBSCAN is
+    deterministic), with the prediction data that places new items: no model file to store or unpickle."""
+    return _fit(embedding[embedding_columns(embedding)].to_numpy(dtype=np.float64), selected)
+
+
 def select_clustering(
     X: np.ndarray, candidates: list[dict[str, Any]], max_noise_fraction: float
 ) -> tuple[hdbscan.HDBSCAN, dict[str, Any], list[dict[str, Any]]]:

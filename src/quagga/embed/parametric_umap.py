@@ -251,7 +251,7 @@ class ParametricUMAP:
         return head, tail, graph.data[keep].astype(np.float64)
 
 
-def _latent_matrix(latents: pd.DataFrame) -> np.ndarray:
+def latent_matrix(latents: pd.DataFrame) -> np.ndarray:
     z_cols = [c for c in latents.columns if c.startswith("z_")]
     if not z_cols:
         raise ValueError(f"latents table has no z_* columns (columns: {list(latents.columns)})")
@@ -271,13 +271,18 @@ def cluster_space(latents: pd.DataFrame, params: EmbedParams) -> tuple[pd.DataFr
 
     What HDBSCAN clusters; refit alone e.g. with other seeds to measure how stable the clusters are.
     """
-    X = _latent_matrix(latents)
+    X = latent_matrix(latents)
     model = _umap(params, params.cluster_dims, params.cluster_min_dist).fit(X)
     u = model.transform(X)
     table = pd.DataFrame({"item_id": latents["item_id"].to_numpy()})
     for i in range(u.shape[1]):
         table[f"u_{i}"] = u[:, i]
     return table, model
+
+
+def cluster_map_name(cluster_dims: int) -> str:
+    """File name of the n-D map HDBSCAN clusters in (never the 2-D map's, even with cluster_dims 2)."""
+    return f"umap_cluster_{cluster_dims}d.pt"
 
 
 def embed_latents(
@@ -288,8 +293,8 @@ def embed_latents(
     Clustering runs in more dimensions with min_dist ~0 because a 2-D map squeezes clusters together and
     a positive min_dist spreads them out; the 2-D map is for the eye only.
     """
-    map2d = _umap(params, 2, params.min_dist).fit(_latent_matrix(latents))
+    map2d = _umap(params, 2, params.min_dist).fit(latent_matrix(latents))
     space, map_nd = cluster_space(latents, params)
-    xy = map2d.transform(_latent_matrix(latents))
+    xy = map2d.transform(latent_matrix(latents))
     table = pd.DataFrame({"item_id": latents["item_id"].to_numpy(), "x": xy[:, 0], "y": xy[:, 1]})
     return pd.concat([table, space.drop(columns="item_id")], axis=1), map2d, map_nd
