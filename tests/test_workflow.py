@@ -16,7 +16,9 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-DATASETS = ["demo-audio", "demo-particles", "demo-fields"]
+TRAINED = ["demo-audio", "demo-particles", "demo-fields"]
+PROJECTED = "demo-particles-core-b"  # a held-back core put on demo-particles' map (datasets.<name>.reference)
+DATASETS = [*TRAINED, PROJECTED]
 RESULTS = "my results"
 pytestmark = pytest.mark.workflow
 
@@ -55,7 +57,8 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_every_output_exists_and_metrics_are_sane(workdir: Path) -> None:
     for ds in DATASETS:
         out = workdir / RESULTS / ds
-        for name in ["tiles/store.json", "models/vae.ckpt", "latents.parquet", "embedding.parquet",
+        model = "models/vae.ckpt" if ds in TRAINED else "projection.json"
+        for name in ["tiles/store.json", model, "latents.parquet", "embedding.parquet",
                      "clusters.parquet", "report/index.html"]:
             assert (out / name).is_file(), f"{ds}: {name} missing"
         metrics = json.loads((out / "metrics.json").read_text())
@@ -66,14 +69,43 @@ def test_every_output_exists_and_metrics_are_sane(workdir: Path) -> None:
         assert -1.0 <= metrics["ari"] <= 1.0
         assert 0.0 <= metrics["noise_fraction"] <= 1.0
         assert metrics["n_labels"] >= 4
-        assert (workdir / RESULTS / "logs" / "train" / f"{ds}.log").is_file()
+        assert (workdir / RESULTS / "logs" / ("train" if ds in TRAINED else "project") / f"{ds}.log").is_file()
         page = (out / "report" / "index.html").read_text()
         if ds == "demo-audio":
             assert page.count("data:audio/ogg;base64,") >= metrics["n_items"]  # a clip per point
         else:  # hovering shows the original crop: one colour JPEG per point besides its tile
             assert "the original crop (right)" in page
             assert page.count("data:image/jpeg;base64,") >= 2 * metrics["n_items"]
-        assert (workdir / RESULTS / "benchmarks" / "train" / f"{ds}.tsv").is_file()
+        assert (workdir / RESULTS / "benchmarks" / ("train" if ds in TRAINED else "project") / f"{ds}.tsv").is_file()
+
+
+def test_the_held_back_core_lands_in_the_reference_clusters_and_its_new_class_is_novel(workdir: Path) -> None:
+    out, ref = workdir / RESULTS / PROJECTED, workdir / RESULTS / "demo-particles"
+    assert not (out / "models").exists()  # nothing trained
+    assert json.loads((out / "tiles" / "store.json").read_text())["tile_params"] == \
+        json.loads((ref / "tiles" / "store.json").read_text())["tile_params"]
+    clusters = pd.read_parquet(out / "clusters.parquet").merge(
+        pd.read_parquet(out / "tiles" / "index.parquet", columns=["item_id", "label"]), on="item_id")
+    reference_ids = set(pd.read_parquet(ref / "clusters.parquet")["cluster"])
+    assert set(clusters["cluster"]) <= reference_ids | {-1}  # the reference's ids: nothing renumbered
+    novel = clusters.groupby("label")["novel"].mean()
+    assert novel["bubble"] >= 0.5 and novel.drop("bubble").max() <= 0.3, novel  # the class core A never had
+    summary = json.loads((out / "projection.json").read_text())
+    assert summary["reference"] == str(ref.resolve()) and summary["n_items"] == len(clusters)
+    settings = json.loads((out / "settings.json").read_text())
+    assert settings["choices"]["normalize.scale_mode"]["source"] == "reference"
+    page = (out / "report" / "index.html").read_text()
+    assert "projected onto" in page
+
+
+def test_a_projection_reruns_when_the_reference_model_changes_not_its_report(workdir: Path) -> None:
+    ref = f"{RESULTS}/demo-particles"
+    plan = _snakemake(workdir, "-n", "--forcerun", f"{ref}/report/index.html", f"{ref}/metrics.json")
+    assert plan.returncode == 0, plan.stderr[-2000:]
+    assert "project" not in _jobs(plan.stdout + plan.stderr)
+    plan = _snakemake(workdir, "-n", "--forcerun", f"{ref}/models/vae.ckpt")
+    assert plan.returncode == 0, plan.stderr[-2000:]
+    assert {"train", "project"} <= _jobs(plan.stdout + plan.stderr)
 
 
 def test_second_run_has_nothing_to_do(workdir: Path) -> None:
@@ -105,7 +137,7 @@ def test_changing_a_training_parameter_reruns_training_and_downstream_only(workd
         done = _snakemake(workdir, "-n")
         assert done.returncode == 0, done.stderr[-2000:]
         jobs = _jobs(done.stdout + done.stderr)
-        assert jobs == {"all", "train", "encode", "embed", "cluster", "evaluate", "report"}, jobs
+        assert jobs == {"all", "train", "encode", "embed", "cluster", "project", "evaluate", "report"}, jobs
     finally:
         config.write_text(original)
 

@@ -18,7 +18,7 @@ from PIL import Image
 
 from quagga.params import ReportParams
 from quagga.report import build_report
-from quagga.report.html import SECTIONS, found_settings, subsample_per_cluster
+from quagga.report.html import OPTIONAL_SECTIONS, SECTIONS, found_settings, subsample_per_cluster
 from quagga.tables import write_json, write_table
 from quagga.tiles.store import Skipped, TileItem, TileStore, write_store
 
@@ -159,8 +159,9 @@ def test_page_is_complete_and_self_contained(report: tuple[Path, str]) -> None:
     path, page = report
     assert path.name == "index.html" and path.is_file()
     assert not list(path.parent.glob(".*tmp*"))  # atomic write left no temporary file
-    for sid, title in SECTIONS:
-        assert f'<section id="{sid}"><h2>{title}</h2>' in page
+    for sid, title in SECTIONS:  # a section shown only with a reference or metadata is left out
+        assert (f'<section id="{sid}"><h2>{title}</h2>' in page) == (sid not in OPTIONAL_SECTIONS)
+        assert (f'<a href="#{sid}">' in page) == (sid not in OPTIONAL_SECTIONS)
     scripts = re.findall(r"<script([^>]*)>", page, re.I)
     assert scripts and not any("src" in attrs for attrs in scripts)  # Bokeh's code inline, nothing fetched
     markup = re.sub(r"<script[^>]*>.*?</script>", "", page, flags=re.S | re.I)

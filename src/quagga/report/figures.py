@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import matplotlib
 import matplotlib.image
@@ -19,16 +19,33 @@ import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import MaxNLocator, PercentFormatter
 
 DPI = 90
 LEGEND_MAX = 20  # more categories than this: no legend, it would hide the points
 ANNOTATE_MAX_CELLS = 600  # contingency cells above this: colour only, numbers would not fit
 NOISE_COLOUR = "#b0b0b0"
+BACKGROUND_COLOUR = "#e2e2e2"  # a reference's points behind a projected dataset's
 _TAB20 = matplotlib.colormaps["tab20"]
 _PALETTE = [_TAB20(i) for i in (*range(0, 20, 2), *range(1, 20, 2))]  # strong colours first, then pale
 _PNG_META = {"Software": None}
+
+
+def cluster_colours(levels: Iterable[int]) -> dict[int, str]:
+    """Each cluster id's colour (noise grey): the palette spread over ``levels`` in numeric order (tab10's
+    strong colours, then tab20's pale ones, beyond 20 a sampled rainbow).
+
+    The colour of cluster k depends only on k and ``levels``; a projected dataset passes its reference's
+    cluster ids, so its clusters look as they do in the reference's report.
+    """
+    ids = sorted({int(k) for k in levels} - {-1})
+    if len(ids) <= len(_PALETTE):
+        colours = [to_hex(c) for c in _PALETTE[: len(ids)]]
+    else:
+        colours = [to_hex(matplotlib.colormaps["turbo"](v)) for v in np.linspace(0.05, 0.95, len(ids))]
+    return {-1: NOISE_COLOUR, **dict(zip(ids, colours, strict=True))}
 
 
 def tile_display(modality: str) -> tuple[str, str]:
@@ -144,16 +161,24 @@ def contact_sheet(
 
 
 def _scatter_panel(
-    ax: Axes, x: np.ndarray, y: np.ndarray, cats: np.ndarray, order: list[str], grey: str, title: str
+    ax: Axes, x: np.ndarray, y: np.ndarray, cats: np.ndarray, order: list[str], grey: str, title: str,
+    colours: Sequence[object] | None = None, background: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> None:
-    """The ``grey`` category (noise, unlabelled) drawn first and faint, the others on top, one colour each."""
+    """The ``grey`` category (noise, unlabelled) drawn first and faint, the others on top, one colour each
+    (``colours`` in ``order``, else the palette's in turn); ``background``: other points (x, y), light grey
+    behind all."""
     size = float(np.clip(3000 / max(len(x), 1), 1, 20))
+    if background is not None:
+        bx, by = background
+        ax.scatter(bx, by, s=float(np.clip(3000 / max(len(bx), 1), 1, 12)), c=BACKGROUND_COLOUR, linewidths=0,
+                   label="reference", zorder=0)
     m = cats == grey
     if m.any():
         ax.scatter(x[m], y[m], s=size, c=NOISE_COLOUR, alpha=0.5, linewidths=0, label=_plain(grey))
     for i, c in enumerate(order):
         m = cats == c
-        ax.scatter(x[m], y[m], s=size, color=_PALETTE[i % len(_PALETTE)], linewidths=0, label=_plain(c))
+        colour = colours[i] if colours is not None else _PALETTE[i % len(_PALETTE)]
+        ax.scatter(x[m], y[m], s=size, color=colour, linewidths=0, label=_plain(c))
     ax.set_title(title)
     ax.set_xticks([])
     ax.set_yticks([])
@@ -162,20 +187,78 @@ def _scatter_panel(
 
 
 def embedding_scatter(
-    x: np.ndarray, y: np.ndarray, clusters: Sequence[int], labels: Sequence[object]
+    x: np.ndarray, y: np.ndarray, clusters: Sequence[int], labels: Sequence[object],
+    levels: Iterable[int] | None = None, background: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> bytes:
-    """Two panels of the 2-D embedding: coloured by HDBSCAN cluster (noise grey) and by human label."""
+    """Two panels of the 2-D embedding: coloured by HDBSCAN cluster (noise grey) and by human label.
+
+    ``levels``: the cluster ids the colours are spread over (default: those present; see
+    :func:`cluster_colours`); ``background``: a reference's points (x, y), drawn light grey behind.
+    """
     x = np.asarray(x, dtype=float)
     y = np.asarray(y, dtype=float)
     cl = np.asarray(clusters, dtype=int)
+    present = sorted(set(cl.tolist()) - {-1})
+    palette = cluster_colours(present if levels is None else [*levels, *present])
     cluster_cats = np.array(["noise" if c == -1 else f"cluster {c}" for c in cl], dtype=object)
-    cluster_order = [f"cluster {c}" for c in sorted(set(cl.tolist()) - {-1})]
+    cluster_order = [f"cluster {c}" for c in present]
     lab = pd.Series(list(labels), dtype="string").fillna("unlabelled").to_numpy(dtype=object)
     label_order = sorted(set(lab.tolist()) - {"unlabelled"})
     fig = Figure(figsize=(11, 5), layout="constrained")
     left, right = fig.subplots(1, 2, sharex=True, sharey=True)
-    _scatter_panel(left, x, y, cluster_cats, cluster_order, "noise", "HDBSCAN clusters")
-    _scatter_panel(right, x, y, lab, label_order, "unlabelled", "Human labels")
+    _scatter_panel(left, x, y, cluster_cats, cluster_order, "noise", "HDBSCAN clusters",
+                   [palette[c] for c in present], background)
+    _scatter_panel(right, x, y, lab, label_order, "unlabelled", "Human labels", background=background)
+    return _png(fig)
+
+
+def cluster_shares(
+    rows: Sequence[str], shares: np.ndarray, n_items: Sequence[int], clusters: Sequence[int],
+    colours: Mapping[int, str], value_name: str, downward: bool = False,
+) -> bytes:
+    """Each row's (a bin's or a value's) share of every cluster as stacked bars, with its item count in a
+    narrow panel beside: a stratigraphy of the clusters along the covariate.
+
+    ``shares``: ``[len(rows), len(clusters)]`` (an empty row: missing, drawn as nothing); ``clusters``: the
+    ids of its columns (-1: noise), coloured by ``colours``. With ``downward``, the rows run down the
+    vertical axis (depth increasing downward, as a core is drawn), bars horizontal; else along the x axis.
+    """
+    shares = np.nan_to_num(np.asarray(shares, dtype=float).reshape(len(rows), len(clusters)))
+    pos = np.arange(len(rows))
+    labels = [_plain(r) for r in rows]
+    names = ["noise" if c == -1 else f"cluster {c}" for c in clusters]
+    legend = len(clusters) <= LEGEND_MAX
+    if downward:
+        fig = Figure(figsize=(7.5 + (1.5 if legend else 0), 1.6 + 0.3 * len(rows)), layout="constrained")
+        main, side = fig.subplots(1, 2, sharey=True, gridspec_kw={"width_ratios": [4, 1]})
+        left = np.zeros(len(rows))
+        for j, c in enumerate(clusters):
+            main.barh(pos, shares[:, j], left=left, height=0.9, color=colours[c], label=_plain(names[j]))
+            left += shares[:, j]
+        side.barh(pos, n_items, height=0.9, color="#555555")
+        main.set_yticks(pos, labels, fontsize=7)
+        main.invert_yaxis()
+        main.set_ylabel(_plain(value_name))
+        main.set_xlim(0, 1)
+        main.xaxis.set_major_formatter(PercentFormatter(1.0))
+        main.set_xlabel("share of items")
+        side.set_xlabel("items")
+    else:
+        fig = Figure(figsize=(min(16, 3.5 + 0.55 * len(rows)) + (1.5 if legend else 0), 4.6), layout="constrained")
+        side, main = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [1, 4]})
+        bottom = np.zeros(len(rows))
+        for j, c in enumerate(clusters):
+            main.bar(pos, shares[:, j], bottom=bottom, width=0.9, color=colours[c], label=_plain(names[j]))
+            bottom += shares[:, j]
+        side.bar(pos, n_items, width=0.9, color="#555555")
+        main.set_xticks(pos, labels, rotation=90 if max(map(len, labels), default=0) > 6 else 0, fontsize=7)
+        main.set_xlabel(_plain(value_name))
+        main.set_ylim(0, 1)
+        main.yaxis.set_major_formatter(PercentFormatter(1.0))
+        main.set_ylabel("share of items")
+        side.set_ylabel("items")
+    if legend:
+        fig.legend(*main.get_legend_handles_labels(), fontsize=7, frameon=False, loc="outside right upper")
     return _png(fig)
 
 

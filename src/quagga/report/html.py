@@ -8,7 +8,12 @@ run; only Bokeh's own output is marked safe. Figures are inline base64 PNGs and 
 inline, so the page can be mailed or archived as one file and references nothing outside itself.
 
 All tables are joined on ``item_id``. With ``predicted_labels.csv`` (the evaluate stage's), the labels
-shown are the corrected ones and every item also carries its predicted label.
+shown are the corrected ones and every item also carries its predicted label. With a metadata table (file
+name -> date, site, depth...), a Covariates section follows the cluster abundance along each column (see
+:mod:`quagga.report.covariates`), the tables behind its figures written as CSV next to the page. A dataset
+projected onto a reference run (encoded, mapped and clustered with the reference's models) is drawn over the
+reference's map in the reference's cluster colours, with its cluster counts beside the reference's and its
+most novel items.
 
 Tiles are drawn as the store holds them: grey (C = 1) through the modality's colormap, colour (C = 3) as
 RGB. Absorbance tiles (``normalize.intensity: absorbance``: particles bright on black) are shown as
@@ -37,6 +42,7 @@ from markupsafe import Markup
 from quagga import __version__
 from quagga.evaluate.propagation import label_next
 from quagga.params import ReportParams
+from quagga.report import covariates as cov
 from quagga.report import figures, interactive, media
 from quagga.settings import AUTO, read_settings
 from quagga.tables import atomic_path, read_table_params
@@ -52,11 +58,15 @@ DETAIL_PX = 128  # tile side for reconstructions, prior samples and interpolatio
 TEMPLATE = "report.html.j2"
 SETTINGS_FILE = "settings.json"  # results/{dataset}/: the settings stage's resolved tile settings
 TRAIN_PARAMS_FILE = "models/params.json"  # results/{dataset}/: the train stage's record (settings, steps)
+PROJECTION_FILE = "projection.json"  # results/{dataset}/ of a projected dataset: its reference and novelty
+PROJECTION_CSV = "projection-clusters.csv"  # next to index.html: cluster counts, reference and new
 
 # the page's sections in order: the answer first, the parameters last
 SECTIONS: tuple[tuple[str, str], ...] = (
     ("overview", "Summary"),
     ("embedding", "Map"),
+    ("projection", "New data and the reference"),
+    ("covariates", "Covariates"),
     ("metrics", "Label agreement"),
     ("contingency", "Labels by cluster"),
     ("mislabelled", "Likely mislabelled items"),
@@ -71,6 +81,8 @@ SECTIONS: tuple[tuple[str, str], ...] = (
     ("skipped", "Skipped inputs"),
     ("summary", "Run details"),
 )
+
+OPTIONAL_SECTIONS = frozenset({"projection", "covariates"})  # shown only with a reference, with metadata
 
 _METRICS: tuple[tuple[str, str], ...] = (
     ("n_items", "items compared"),
@@ -163,7 +175,8 @@ def _flatten(data: Mapping[str, Any], prefix: str = "") -> list[tuple[str, objec
 def join_items(
     store: TileStore, latents_path: Path, embedding_path: Path, clusters_path: Path
 ) -> pd.DataFrame:
-    """One row per item on the map: tile row, label, source, x, y, cluster, probability, recon_error."""
+    """One row per item on the map: tile row, label, source, x, y, cluster, probability, recon_error (and
+    outlier_score and novel, when the clusters table has them)."""
     index = store.index
     items = pd.DataFrame(
         {
@@ -178,7 +191,8 @@ def join_items(
         }
     )
     embedding = pd.read_parquet(embedding_path, columns=["item_id", "x", "y"])
-    clusters = pd.read_parquet(clusters_path, columns=["item_id", "cluster", "probability"])
+    optional = [c for c in ("outlier_score", "novel") if c in pq.read_schema(clusters_path).names]
+    clusters = pd.read_parquet(clusters_path, columns=["item_id", "cluster", "probability", *optional])
     latent_cols = [c for c in ("item_id", "recon_error") if c in pq.read_schema(latents_path).names]
     latents = pd.read_parquet(latents_path, columns=latent_cols)
     for table in (embedding, clusters, latents):
@@ -318,10 +332,12 @@ def _share(n: int, total: int) -> str:
 def _overview(
     items: pd.DataFrame, metrics: Mapping[str, Any], skipped: pd.DataFrame, fallbacks: Sequence[str] = (),
     other_granularity: Mapping[str, Any] | None = None, noise_assigned: float = 0.0,
+    reference: Reference | None = None,
 ) -> dict[str, Any]:
     """The one-screen answer: what was there, what was found, how well it matches the labels (and which
     settings could not be found from the data: ``fallbacks``; a clustering at another granularity that the
-    data support about as well: ``other_granularity``)."""
+    data support about as well: ``other_granularity``; the run a projected dataset was placed in:
+    ``reference``)."""
     n_noise = int((items["cluster"] == -1).sum())
     n_labelled = int(items["label"].notna().sum())
     v = metrics.get("v_measure")
@@ -338,6 +354,11 @@ def _overview(
         ("V-measure against the labels", agreement),
         ("skipped inputs", len(skipped)),
     ]
+    if reference is not None:
+        facts.insert(0, ("projection", reference.onto))
+        if "novel" in items:
+            facts.insert(4, ("novel items", _share(int(items["novel"].sum()), len(items))
+                             + ": far from every cluster of the reference"))
     corrections = metrics.get("corrections")
     if corrections:
         before = corrections["before"].get("v_measure")
@@ -434,7 +455,7 @@ def _settings(settings: Sequence[tuple[str, Mapping[str, Any]]]) -> dict[str, An
 def _run_details(
     dataset: str, modality: str, store: TileStore, items: pd.DataFrame, skipped: pd.DataFrame,
     run_info: Mapping[str, Any], settings: Sequence[tuple[str, Mapping[str, Any]]] = (),
-    train_record: Mapping[str, Any] | None = None,
+    train_record: Mapping[str, Any] | None = None, reference: Reference | None = None,
 ) -> dict[str, Any]:
     n_noise = int((items["cluster"] == -1).sum())
     facts = [
@@ -451,6 +472,8 @@ def _run_details(
         ("noise items", _share(n_noise, len(items))),
         ("skipped inputs", len(skipped)),
     ]
+    if reference is not None:
+        facts.insert(1, ("projection", reference.onto))
     train_record = train_record or {}
     if "steps" in train_record:
         facts.append(("training steps run", f"{train_record['steps']} ({train_record.get('epochs', '?')} epochs)"))
@@ -493,11 +516,15 @@ def _metrics(metrics: Mapping[str, Any]) -> dict[str, Any]:
 def _embedding(
     dataset: str, store: TileStore, items: pd.DataFrame, params: ReportParams, origin: str,
     source_root: Path | None, image_page: int, sounds: Sounds, workers: int = 1,
+    levels: Sequence[int] | None = None, covariates: pd.DataFrame | None = None,
+    reference: Reference | None = None,
 ) -> tuple[dict[str, Any], str]:
     """The interactive map (and the static figure under it) plus the page-head resources it needs.
 
     The points' thumbnails and clips or crops are made by ``workers`` processes (1: here); the clips are
-    kept in ``sounds`` for the tables that show them again."""
+    kept in ``sounds`` for the tables that show them again. ``levels``: the cluster ids the colours are spread
+    over; ``covariates``: the items' metadata (indexed like ``items``); ``reference``: its points drawn grey
+    behind (subsampled as the items are)."""
     shown = subsample_per_cluster(items, params.max_points)
     note = (
         f"Showing {len(shown)} of {len(items)} points: subsampled per cluster (max_points = "
@@ -507,7 +534,11 @@ def _embedding(
     )
     if shown.empty:
         return {"note": note, "problems": [], "map": None}, ""
+    shown_covariates = None if covariates is None else covariates.loc[shown.index].reset_index(drop=True)
     shown = shown.reset_index(drop=True)
+    background = None if reference is None else subsample_per_cluster(reference.items, params.max_points)
+    if background is not None:
+        note += f" Light grey behind: {len(background)} of the reference's {len(reference.items)} items."
     rows = shown["tile_row"].to_numpy()
     audio = boxes = None
     if _has_audio(store, source_root):
@@ -519,10 +550,12 @@ def _embedding(
                              workers)
     if made.clips is not None:
         sounds.keep(rows, made.clips)
-    head, body = interactive.interactive_map(dataset, shown, made.thumbs, made.clips, made.crops)
+    head, body = interactive.interactive_map(dataset, shown, made.thumbs, made.clips, made.crops, levels,
+                                             shown_covariates, background)
     problems = made.problems
     png = figures.embedding_scatter(
-        shown["x"].to_numpy(), shown["y"].to_numpy(), shown["cluster"].to_numpy(), shown["label"].tolist()
+        shown["x"].to_numpy(), shown["y"].to_numpy(), shown["cluster"].to_numpy(), shown["label"].tolist(), levels,
+        None if background is None else (background["x"].to_numpy(float), background["y"].to_numpy(float)),
     )
     static = _img(png, "2-D embedding coloured by cluster and by label")
     predicted = "predicted_label" in shown and shown["predicted_label"].notna().any()
@@ -751,10 +784,183 @@ def _skipped(skipped: pd.DataFrame) -> dict[str, Any]:
     return {"n": len(skipped), "cut": len(skipped) > SKIPPED_ROWS_MAX, "table": _table(cols, rows)}
 
 
+def cluster_levels(clusters_path: Path) -> list[int]:
+    """The cluster ids of a clustering table (noise left out): what its cluster colours are spread over."""
+    ids = pd.read_parquet(clusters_path, columns=["cluster"])["cluster"].astype(int)
+    return sorted(set(ids.tolist()) - {-1})
+
+
+@dataclass(frozen=True)
+class Reference:
+    """The run a dataset was projected onto: its results folder, dataset name, items (item_id, x, y, cluster)
+    and the projection's record (``projection.json``: reference, novelty_threshold, n_novel...)."""
+
+    path: Path
+    name: str
+    items: pd.DataFrame
+    record: Mapping[str, Any]
+
+    @property
+    def onto(self) -> str:
+        return f"projected onto {self.name} ({self.path})"
+
+
+def read_reference(reference_dir: Path, projection_path: Path) -> Reference:
+    """The reference's map and clusters (its embedding.parquet and clusters.parquet) and the projected
+    dataset's ``projection_path`` record (empty when absent); a missing table is a FileNotFoundError naming it."""
+    reference_dir = Path(reference_dir).absolute()
+    tables = [reference_dir / "embedding.parquet", reference_dir / "clusters.parquet"]
+    for path in tables:
+        if not path.is_file():
+            raise FileNotFoundError(f"reference {reference_dir}: no {path.name} (the reference dataset's results "
+                                    "folder holds embedding.parquet and clusters.parquet)")
+    embedding = pd.read_parquet(tables[0], columns=["item_id", "x", "y"])
+    clusters = pd.read_parquet(tables[1], columns=["item_id", "cluster"])
+    for table in (embedding, clusters):
+        table["item_id"] = table["item_id"].astype(str)
+    items = embedding.merge(clusters, on="item_id", validate="one_to_one")
+    items["cluster"] = items["cluster"].astype(int)
+    record = _read_record(projection_path)
+    recorded = record.get("reference")
+    if recorded and Path(str(recorded)).resolve() != reference_dir.resolve():
+        log.warning("%s names the reference %s, the report was given %s; the report's is shown", projection_path,
+                    recorded, reference_dir)
+    return Reference(reference_dir, str(record.get("reference_dataset") or reference_dir.name), items, record)
+
+
+def _cluster_name(cluster: int) -> str:
+    return "noise" if cluster == -1 else str(cluster)
+
+
+def projection_counts(reference: pd.DataFrame, items: pd.DataFrame) -> pd.DataFrame:
+    """Items per cluster (noise last), in the reference and in the new data: columns cluster (-1: noise),
+    n_reference, share_reference, n_new, share_new and, with a ``novel`` column, n_novel (new items far from
+    every reference cluster)."""
+    ref = reference["cluster"].astype(int).value_counts()
+    new = items["cluster"].astype(int).value_counts()
+    ids = sorted(set(ref.index) | set(new.index), key=lambda k: (k == -1, k))
+    table = pd.DataFrame({"cluster": ids})
+    table["n_reference"] = ref.reindex(ids, fill_value=0).to_numpy()
+    table["share_reference"] = table["n_reference"] / max(len(reference), 1)
+    table["n_new"] = new.reindex(ids, fill_value=0).to_numpy()
+    table["share_new"] = table["n_new"] / max(len(items), 1)
+    if "novel" in items:
+        novel = items.loc[items["novel"].astype(bool), "cluster"].astype(int).value_counts()
+        table["n_novel"] = novel.reindex(ids, fill_value=0).to_numpy()
+    return table
+
+
+def _projection(
+    store: TileStore, items: pd.DataFrame, reference: Reference, params: ReportParams, origin: str, cmap: str,
+    sounds: Sounds, out_dir: Path,
+) -> dict[str, Any]:
+    """The new data against the reference: items per cluster in both (also written as PROJECTION_CSV next to
+    the page) and the most novel items (highest outlier score among those flagged novel)."""
+    counts = projection_counts(reference.items, items)
+    with atomic_path(out_dir / PROJECTION_CSV) as tmp:
+        counts.to_csv(tmp, index=False)
+    columns = ["cluster", "reference items", "reference share", "new items", "new share"]
+    rows = [[_cluster_name(r.cluster), r.n_reference, f"{r.share_reference:.1%}", r.n_new, f"{r.share_new:.1%}"]
+            for r in counts.itertuples()]
+    if "n_novel" in counts:
+        columns.append("of them novel")
+        rows = [[*row, n] for row, n in zip(rows, counts["n_novel"], strict=True)]
+    out: dict[str, Any] = {
+        "reference": reference.name, "path": str(reference.path), "n_reference": len(reference.items),
+        "rule": _novelty_rule(reference.record), "csv": PROJECTION_CSV,
+        "counts": _table(columns, rows, numeric=columns[1:]),
+    }
+    if "novel" not in items:
+        out["novel_empty"] = "The clusters table has no novel column: novelty was not assessed."
+        return out
+    novel = items[items["novel"].astype(bool)]
+    out["n_novel"] = len(novel)
+    if novel.empty:
+        out["novel_empty"] = "No item is novel: every one lies within the reference's clusters."
+        return out
+    has_score = "outlier_score" in novel and novel["outlier_score"].notna().any()
+    top = (novel.sort_values(["outlier_score", "item_id"], ascending=[False, True]) if has_score else novel)
+    top = top.head(params.n_examples)
+    columns = ["rank", "item_id", "label", "source", "cluster", "outlier score", "reconstruction error"]
+    out["novel"] = _tile_table(
+        store, top, columns,
+        [(rank, r.item_id, r.label, r.source, _cluster_name(r.cluster),
+          f"{r.outlier_score:.3f}" if has_score else "n/a", _setting_value(getattr(r, "recon_error", None)))
+         for rank, r in enumerate(top.itertuples(), start=1)],
+        columns[-2:], sounds, origin, cmap, at=1,
+    )
+    return out
+
+
+def _novelty_rule(record: Mapping[str, Any]) -> str:
+    """What made an item novel, from the projection's record: the thresholds it was held to."""
+    rules = [f"{name} above {value:.4g}" for name, value in (
+        ("an outlier score", record.get("novelty_threshold")),
+        ("a reconstruction error", record.get("recon_error_threshold"))) if isinstance(value, int | float)
+        and math.isfinite(value)]
+    quantile = record.get("novelty_quantile")
+    return (" or ".join(rules) + (f" (the reference's {100 * quantile:g}th percentiles)" if quantile else "")
+            if rules else "not recorded")
+
+
+def _p_value(p: float) -> str:
+    return f"{p:.3g}" if p >= 1e-4 else f"{p:.1e}"
+
+
+def _independence_text(test: cov.Independence | None) -> str:
+    if test is None:
+        return ""
+    if test.statistic is None:
+        return f"Chi-square test of independence {test.note} ({test.n} clustered items)."
+    text = (f"Chi-square test that the cluster composition does not depend on this column (noise left out, "
+            f"{test.n} items): chi-square {test.statistic:.2f}, {test.dof} degrees of freedom, "
+            f"p = {_p_value(test.p_value or 0.0)}")
+    return text + (f"; {test.note}." if test.note else ".")
+
+
+def _covariates(
+    covariates: pd.DataFrame, items: pd.DataFrame, levels: Sequence[int], metadata_path: Path, out_dir: Path
+) -> dict[str, Any]:
+    """Every metadata column: its cluster abundance (figure, table, chi-square test, CSV next to the page), or
+    why it is not shown."""
+    palette = figures.cluster_colours([*levels, *items["cluster"].astype(int).tolist()])
+    shown: list[dict[str, Any]] = []
+    hidden: list[tuple[str, str, str]] = []
+    for c in cov.summarise(covariates, items["cluster"]):
+        if c.table is None or c.csv is None:
+            hidden.append((c.name, c.values, c.note))
+            continue
+        cov.write_csv(c.table, out_dir / c.csv)
+        names = [cov.cluster_column(k) for k in c.clusters]
+        shares = c.table[[f"share_{n}" for n in names]].to_numpy(float)
+        png = figures.cluster_shares(c.table.iloc[:, 0].astype(str).tolist(), shares, c.table["n_items"].tolist(),
+                                     c.clusters, palette, c.name, c.kind == cov.BINNED and cov.downward(c.name))
+        head = [c.table.columns[0], "items", *("noise" if k == -1 else f"cluster {k}" for k in c.clusters)]
+        rows = [[r[0], r[1], *(_share(int(n), int(r[1])) for n in r[2:])]
+                for r in c.table[[c.table.columns[0], "n_items", *(f"n_{n}" for n in names)]].itertuples(index=False)]
+        shown.append({
+            "name": c.name, "kind": c.kind, "note": c.note, "values_are": c.values, "csv": c.csv,
+            "n_missing": c.n_missing, "test": _independence_text(c.test),
+            "figure": _img(png, f"cluster shares by {c.name}"),
+            "table": _table(head, rows, numeric=head[1:]),
+        })
+    about = (f"Numbers and dates with more than {cov.MAX_LEVELS} distinct values are cut into {cov.N_BINS} "
+             "equal-width bins between their smallest and largest value (empty bins kept); other columns with 2 to "
+             f"{cov.MAX_CATEGORIES} values are shown value by value. Shares count every item of the bin or value, "
+             "noise included. The chi-square test (scipy's chi2_contingency) asks whether the cluster composition "
+             "depends on the column, on the counts of clustered items per bin or value and cluster (noise, empty "
+             f"rows and empty clusters left out); it is marked approximate when over "
+             f"{cov.MAX_SMALL_EXPECTED:.0%} of the expected counts are below {cov.MIN_EXPECTED}.")
+    return {"file": Path(metadata_path).name, "n_items": len(items), "shown": shown, "about": about,
+            "not_shown": _table(["column", "values", "why not shown"], hidden) if hidden else None}
+
+
 def render_page(context: Mapping[str, Any]) -> str:
-    """The page from the template; ``context`` holds each section's content under its id (see SECTIONS)."""
+    """The page from the template; ``context`` holds each section's content under its id (see SECTIONS).
+    An optional section (OPTIONAL_SECTIONS) without content is left out, from the page and its contents."""
+    sections = [(sid, name) for sid, name in SECTIONS if sid not in OPTIONAL_SECTIONS or context.get(sid)]
     return _ENV.get_template(TEMPLATE).render(
-        sections=SECTIONS, version=__version__, max_skipped=SKIPPED_ROWS_MAX, contact_sheet_file=CONTACT_SHEET_FILE,
+        sections=sections, version=__version__, max_skipped=SKIPPED_ROWS_MAX, contact_sheet_file=CONTACT_SHEET_FILE,
         **context,
     )
 
@@ -777,6 +983,8 @@ def build_report(
     train_params_path: Path | None = None,
     settings_path: Path | None = None,
     workers: int = 1,
+    metadata_path: Path | None = None,
+    reference_dir: Path | None = None,
 ) -> Path:
     """Write ``out_dir/index.html`` (atomically) and return its path.
 
@@ -789,6 +997,13 @@ def build_report(
     ``workers``: processes that make the map's thumbnails and clips or crops (1: all here, no pool); the page
     is the same whatever the number. They are spawned, so a script that asks for more than one needs the
     ``if __name__ == "__main__":`` guard (each worker imports the main module).
+
+    ``metadata_path``: a CSV keyed by recording or image file (see :mod:`quagga.report.covariates`); its
+    columns get a Covariates section (tables as ``covariate-<column>.csv`` next to the page) and colour the map.
+    ``reference_dir``: the results folder of the run this dataset was projected onto (its embedding.parquet
+    and clusters.parquet; the projection's record is ``projection.json`` next to the tile store): the map
+    shows the reference's items behind, clusters take the reference's colours, and a section compares the
+    cluster counts (``projection-clusters.csv``) and shows the most novel items.
     """
     store = TileStore(tiles_dir)
     modality = str(store.meta.get("modality", ""))
@@ -800,11 +1015,18 @@ def build_report(
     fallbacks = [key for key, record in settings if record.get("source") == "fallback"]
     items = join_items(store, Path(latents_path), Path(embedding_path), Path(clusters_path))
     items = with_predictions(items, Path(predicted_path) if predicted_path else None)
+    covariates = None if metadata_path is None else cov.join_metadata(
+        items["source"], cov.read_metadata(metadata_path), metadata_path)
+    reference = None if reference_dir is None else read_reference(Path(reference_dir), results / PROJECTION_FILE)
+    levels = cluster_levels(reference.path / "clusters.parquet" if reference is not None else Path(clusters_path))
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
     metrics = json.loads(Path(metrics_path).read_text())
     skipped = store.skipped
     log.info("report for %s: %d items, %d skipped", dataset, len(items), len(skipped))
     sounds = Sounds(store, source_root)
-    embedding, head = _embedding(dataset, store, items, params, origin, source_root, image_page, sounds, workers)
+    embedding, head = _embedding(dataset, store, items, params, origin, source_root, image_page, sounds, workers,
+                                 levels, covariates, reference)
     sheet = contact_sheet(store, items, params.n_examples, origin, cmap)
     # the HDBSCAN setting the cluster stage chose without labels, next to the configured candidates
     selection = read_table_params(clusters_path)
@@ -814,8 +1036,12 @@ def build_report(
         "head": Markup(head),  # Bokeh's inline resources: trusted, not data
         "n_examples": params.n_examples,
         "overview": _overview(items, metrics, skipped, fallbacks, selection.get("other_granularity"),
-                              float(selection.get("noise_assigned") or 0.0)),
+                              float(selection.get("noise_assigned") or 0.0), reference),
         "embedding": embedding,
+        "projection": None if reference is None else _projection(store, items, reference, params, origin, cmap,
+                                                                 sounds, out_dir),
+        "covariates": None if covariates is None else _covariates(covariates, items, levels, Path(metadata_path),
+                                                                  out_dir),
         "metrics": _metrics(metrics),
         "contingency": _contingency(metrics, items),
         "mislabelled": _mislabelled(store, items, metrics, params, origin, cmap, sounds),
@@ -829,10 +1055,8 @@ def build_report(
         "anomalies": _anomalies(store, items, params, origin, cmap, sounds),
         "training": _training(Path(training_curve_path) if training_curve_path else None),
         "skipped": _skipped(skipped),
-        "summary": _run_details(dataset, modality, store, items, skipped, info, settings, train_record),
+        "summary": _run_details(dataset, modality, store, items, skipped, info, settings, train_record, reference),
     })
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     if sheet is not None:
         with atomic_path(out_dir / CONTACT_SHEET_FILE) as tmp_sheet:
             Path(tmp_sheet).write_bytes(sheet)

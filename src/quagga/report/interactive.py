@@ -4,12 +4,15 @@ Everything rides inside the page (Bokeh's JavaScript inline, thumbnails as JPEG 
 as Ogg Opus data URIs: see :mod:`quagga.report.media`), so the file works offline and can be archived or
 mailed. What a person can do:
 
-- colour the points by cluster, human label, anomaly score or any other column (a drop-down);
-- hover a point to see its tile, label, cluster and item id;
+- colour the points by cluster, human label, anomaly score, covariate (the metadata's columns) or any other
+  column (a drop-down);
+- hover a point to see its tile, label, cluster, covariates and item id;
 - click an audio point to hear the call (with a little context on either side) in the player below;
 - select points with the lasso or box tool and download the selection as CSV (``item_id,label,...``: edit
   the labels and give the file back as ``labels_corrections``; the page defines ``quaggaDownloadCsv``);
-- with predicted labels (the evaluate stage's label propagation), colour by predicted label or its probability.
+- with predicted labels (the evaluate stage's label propagation), colour by predicted label or its probability;
+- for a dataset projected onto a reference, see its points over the reference's (light grey, behind), its
+  clusters in the reference's colours.
 
 Strings from the data (labels, file names) reach the page only as data: Bokeh escapes ``@field``
 values in tooltips, and the selection list is filled with ``textContent``, never ``innerHTML``.
@@ -41,6 +44,8 @@ from matplotlib import colormaps
 from matplotlib.colors import to_hex
 
 from quagga.evaluate.corrections import NO_LABEL
+from quagga.report.covariates import value_text
+from quagga.report.figures import BACKGROUND_COLOUR, cluster_colours
 
 # the points' media (thumbnails, clips, crops) are made in quagga.report.media; the names stay importable here
 from quagga.report.media import CLIP_CONTEXT_S as CLIP_CONTEXT_S
@@ -135,10 +140,25 @@ window.quaggaDownloadCsv(dataset + '-selection.csv', ['item_id', 'label', 'clust
 """
 
 
+def _covariate_text(covariates: pd.DataFrame) -> list[str]:
+    """Every point's covariates as one line of text (``name: value``, missing ones left out), for the tooltip."""
+    cells = [[f"{name}: {value_text(v)}" for v in covariates[name].astype("object")] for name in covariates.columns]
+    present = [covariates[name].notna().to_numpy() for name in covariates.columns]
+    return [" · ".join(cell[i] for cell, has in zip(cells, present, strict=True) if has[i])
+            for i in range(len(covariates))]
+
+
 def map_data(
-    items: pd.DataFrame, thumbs: list[str], clips: list[str] | None, crops: list[str] | None = None
+    items: pd.DataFrame, thumbs: list[str], clips: list[str] | None, crops: list[str] | None = None,
+    levels: Sequence[int] | None = None, covariates: pd.DataFrame | None = None,
 ) -> tuple[dict, list[str]]:
-    """Column data of the scatter and the colourings offered (first one shown)."""
+    """Column data of the scatter and the colourings offered (first one shown).
+
+    ``levels``: the cluster ids the cluster colours are spread over (default: those present; see
+    :func:`quagga.report.figures.cluster_colours`). ``covariates``: the items' metadata columns (row by row),
+    offered as colourings (numbers and dates by rank, text with at most ``MAX_CATEGORIES`` values by value)
+    and shown in the tooltip.
+    """
     label = items["label"].astype("object").where(items["label"].notna(), NO_LABEL)
     data: dict[str, list] = {
         "x": items["x"].astype(float).tolist(),
@@ -153,19 +173,32 @@ def map_data(
     }
     predicted = "predicted_label" in items and items["predicted_label"].notna().any()
     names = [items["label"], items["predicted_label"]] if predicted else [items["label"]]
-    levels = sorted({str(v) for column in names for v in column.dropna()})
+    label_levels = sorted({str(v) for column in names for v in column.dropna()})
+    clusters = items["cluster"].astype(int)
+    palette = cluster_colours([*(levels if levels is not None else []), *clusters.tolist()])
     colourings = {
-        "cluster": categorical_colours(items["cluster"].tolist(), grey=[-1]),
-        "label": categorical_colours(items["label"].tolist(), levels=levels),
+        "cluster": [palette[k] for k in clusters],
+        "label": categorical_colours(items["label"].tolist(), levels=label_levels),
     }
     if predicted:
-        colourings["predicted"] = categorical_colours(items["predicted_label"].tolist(), levels=levels)
+        colourings["predicted"] = categorical_colours(items["predicted_label"].tolist(), levels=label_levels)
         data["predicted"] = [str(v) for v in items["predicted_label"].astype("object").fillna(NO_LABEL)]
     for score in ("recon_error", "probability", "predicted_probability"):
         if score in items and items[score].notna().any():
             colourings[score] = numeric_colours(items[score].tolist())
     if 1 < items["source"].nunique() <= MAX_CATEGORIES:
         colourings["source"] = categorical_colours(items["source"].tolist())
+    if covariates is not None:
+        data["covariates"] = _covariate_text(covariates)
+        for name in covariates.columns:
+            values = covariates[name]
+            key = str(name) if str(name) not in colourings else f"{name} (metadata)"
+            if pd.api.types.is_datetime64_any_dtype(values):
+                values = (values - pd.Timestamp(0)) / pd.Timedelta(1, "s")
+            if pd.api.types.is_numeric_dtype(values) and values.notna().any():
+                colourings[key] = numeric_colours(values.astype(float).tolist())
+            elif 1 < values.nunique() <= MAX_CATEGORIES:
+                colourings[key] = categorical_colours(values.astype("object").tolist())
     for name, colours in colourings.items():
         data[f"colour_{name}"] = colours
     data["colour"] = list(colourings["cluster"])
@@ -173,13 +206,17 @@ def map_data(
 
 
 def interactive_map(
-    dataset: str, items: pd.DataFrame, thumbs: list[str], clips: list[str] | None, crops: list[str] | None = None
+    dataset: str, items: pd.DataFrame, thumbs: list[str], clips: list[str] | None, crops: list[str] | None = None,
+    levels: Sequence[int] | None = None, covariates: pd.DataFrame | None = None,
+    background: pd.DataFrame | None = None,
 ) -> tuple[str, str]:
     """(head, body) HTML of the map: Bokeh's inline resources and the plot with its controls.
 
-    ``crops`` (images): the original crop, in colour, shown beside the normalised tile on hover.
+    ``crops`` (images): the original crop, in colour, shown beside the normalised tile on hover. ``levels``
+    and ``covariates``: see :func:`map_data`. ``background``: a reference's points (columns x, y), drawn
+    light grey behind the items, neither hovered nor selected.
     """
-    data, colourings = map_data(items, thumbs, clips, crops)
+    data, colourings = map_data(items, thumbs, clips, crops, levels, covariates)
     source = ColumnDataSource(data=data, name="points")
     has_crops = crops is not None and any(crops)
     original = '<img src="@crop" style="max-width:128px;max-height:128px;border:1px solid #888" alt="original">'
@@ -189,6 +226,7 @@ def interactive_map(
         + (original if has_crops else "")
         + "<div><b>@label</b> &middot; cluster @cluster</div>"
         + ("<div>predicted: @predicted</div>" if "predicted" in data else "")
+        + ('<div style="font-size:80%">@covariates</div>' if "covariates" in data else "")
         + '<div style="font-size:80%;word-break:break-all">@item_id</div></div>'
     )
     plot = figure(
@@ -196,6 +234,10 @@ def interactive_map(
         tools="pan,wheel_zoom,reset,save", active_scroll="wheel_zoom", output_backend="webgl",
     )
     plot.xaxis.axis_label, plot.yaxis.axis_label = "UMAP 1", "UMAP 2"
+    if background is not None:
+        behind = ColumnDataSource(data={"x": background["x"].astype(float).tolist(),
+                                        "y": background["y"].astype(float).tolist()}, name="reference")
+        plot.scatter("x", "y", source=behind, size=5, fill_color=BACKGROUND_COLOUR, line_color=None)
     points = plot.scatter(
         "x", "y", source=source, size=7, fill_color="colour", line_color="colour", fill_alpha=0.8,
         nonselection_fill_alpha=0.15, nonselection_line_alpha=0.15,
@@ -215,7 +257,9 @@ def interactive_map(
     export = Button(label="Download selection as CSV", name="export", width=200)
     export.js_on_event("button_click", CustomJS(args={"source": source, "dataset": dataset}, code=_EXPORT_JS))
     hint = Div(text=(
-        "<p>Hover a point to see its tile"
+        ("<p>Light grey: the reference's items, with the new items on top in the reference's cluster "
+         "colours.</p>" if background is not None else "")
+        + "<p>Hover a point to see its tile"
         + (" (left) and the original crop (right). " if has_crops else ". ")
         + ("Click an audio point to hear it. " if has_audio else "")
         + "Select with the lasso or box tool (toolbar), then download the selection; to correct labels, edit "
