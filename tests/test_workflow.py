@@ -152,6 +152,19 @@ def test_bad_config_stops_at_start_with_the_key(tmp_path: Path) -> None:
     assert "datasets.demo-audio.train.max_epochs: -1 is less than the minimum of 1" in done.stderr
 
 
+@pytest.mark.parametrize(("reference", "message"), [
+    ("demo-audio", "reference: 'demo-audio' is audio, 'demo-particles-core-b' is images"),
+    ("old/demo-particles", "'old/demo-particles' is neither a dataset of the config"),
+])
+def test_a_reference_that_cannot_serve_stops_at_start(tmp_path: Path, reference: str, message: str) -> None:
+    (tmp_path / "config").mkdir()
+    bad = _config(max_epochs=2)
+    bad["datasets"][PROJECTED]["reference"] = reference
+    (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(bad))
+    done = _snakemake(tmp_path, "-n")
+    assert done.returncode != 0 and message in done.stderr, done.stderr[-2000:]
+
+
 def test_every_run_with_labels_predicts_every_label(workdir: Path) -> None:
     out = workdir / RESULTS / "demo-audio"
     predicted = pd.read_csv(out / "predicted_labels.csv")
