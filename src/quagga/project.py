@@ -6,8 +6,12 @@ dataset instead takes everything from a finished reference run: its tiles are ma
 tile settings, they are encoded with the reference's VAE, mapped with its ParametricUMAP models and placed
 in its HDBSCAN clusters by approximate prediction. Nothing of the reference is written.
 
-Items the reference never saw are flagged ``novel``: an HDBSCAN outlier score (GLOSH) or a reconstruction
-error above the reference's own 99th percentile, so about 1 % of the reference's items would be flagged.
+Items the reference never saw are flagged ``novel``: a reconstruction error above the reference's own 97.5th
+percentile (the reference's VAE cannot draw them); ``novelty`` (that percentile) ranks them. On the demo's
+held-back core the reconstruction error told the class the reference never had from the known ones best
+(ROC AUC 0.92, against 0.62 for HDBSCAN's outlier score and 0.75 for the distance to the nearest reference
+item, in latent or map space). Items in no cluster are HDBSCAN's noise (cluster -1, with their outlier
+score), as in the reference, which has its own share of noise.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ log = logging.getLogger(__name__)
 
 # what makes a tile: taken from the reference, whatever the projected dataset's section says
 REFERENCE_KEYS = {"audio": ("spectrogram",), "images": ("channel", "single_crop", "normalize")}
-NOVELTY_QUANTILE = 0.99
+NOVELTY_QUANTILE = 0.975  # about 2.5 % of items like the reference's are flagged: the false-alarm rate
 MORPHOLOGY_SCALING = "models/morphology.json"
 PROJECTION_FILE = "projection.json"
 
@@ -129,12 +133,13 @@ def reference_section(requested: dict[str, Any], modality: str, reference: Refer
     return section, records
 
 
-def _novel(values: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, float]:
-    finite = reference[np.isfinite(reference)]
+def novelty(errors: np.ndarray, reference_errors: np.ndarray) -> np.ndarray:
+    """Each item's reconstruction error as a percentile (0..1) of the reference's: how unlike anything the
+    reference's VAE learnt to draw it is (NaN errors count as ordinary)."""
+    finite = np.sort(reference_errors[np.isfinite(reference_errors)])
     if not len(finite):
-        return np.zeros(len(values), dtype=bool), float("nan")
-    threshold = float(np.quantile(finite, NOVELTY_QUANTILE))
-    return np.nan_to_num(values, nan=0.0) > threshold, threshold
+        return np.zeros(len(errors))
+    return np.searchsorted(finite, np.nan_to_num(errors, nan=0.0), side="left") / len(finite)
 
 
 def _reference_clustering(reference: Reference, selection: dict[str, Any]) -> Any:
@@ -203,17 +208,15 @@ def project_store(reference_dir: str | Path, tiles_dir: str | Path, out_dir: str
     ref_selection = read_table_params(reference.path / "clusters.parquet")
     model = _reference_clustering(reference, ref_selection)
     clusters = predict_new(model, embedding)
-    if float(ref_selection.get("noise_assigned") or 0.0) > 0 and (clusters["cluster"] < 0).any():
+    outside = clusters["cluster"].to_numpy() < 0  # in no cluster of the reference
+    if float(ref_selection.get("noise_assigned") or 0.0) > 0 and outside.any():
         # the reference gave its noise points their most likely cluster: its projected noise gets the same
-        noise = clusters["cluster"].to_numpy() < 0
-        membership = np.nan_to_num(hdbscan.membership_vector(model, embedding.loc[noise, [
+        membership = np.nan_to_num(hdbscan.membership_vector(model, embedding.loc[outside, [
             c for c in embedding.columns if c.startswith("u_")]].to_numpy(dtype=np.float64)))
-        clusters.loc[noise, "cluster"] = membership.reshape(int(noise.sum()), -1).argmax(axis=1)
-    ref_clusters = pd.read_parquet(reference.path / "clusters.parquet", columns=["outlier_score"])
-    ref_latents = pd.read_parquet(reference.path / "latents.parquet", columns=["recon_error"])
-    far, score_threshold = _novel(clusters["outlier_score"].to_numpy(), ref_clusters["outlier_score"].to_numpy())
-    odd, error_threshold = _novel(latents["recon_error"].to_numpy(), ref_latents["recon_error"].to_numpy())
-    clusters["novel"] = far | odd
+        clusters.loc[outside, "cluster"] = membership.reshape(int(outside.sum()), -1).argmax(axis=1)
+    ref_errors = pd.read_parquet(reference.path / "latents.parquet", columns=["recon_error"])["recon_error"]
+    clusters["novelty"] = novelty(latents["recon_error"].to_numpy(), ref_errors.to_numpy())
+    clusters["novel"] = clusters["novelty"] > NOVELTY_QUANTILE
     summary = {
         "dataset": dataset,
         "reference": str(reference.path.resolve()),
@@ -221,17 +224,15 @@ def project_store(reference_dir: str | Path, tiles_dir: str | Path, out_dir: str
         "n_items": len(clusters),
         "n_novel": int(clusters["novel"].sum()),
         "n_noise": int((clusters["cluster"] < 0).sum()),
+        "n_outside_clusters": int(outside.sum()),
         "novelty_quantile": NOVELTY_QUANTILE,
-        "novelty_threshold": score_threshold,
-        "recon_error_threshold": error_threshold,
-        "novel_by_outlier_score": int(far.sum()),
-        "novel_by_recon_error": int(odd.sum()),
+        "recon_error_threshold": float(np.nanquantile(ref_errors, NOVELTY_QUANTILE)),
     }
     write_table(clusters, out / "clusters.parquet",
                 {"selected": ref_selection.get("selected"), "projection": summary})
     write_json(summary, out / PROJECTION_FILE)
-    log.info("projected %d items onto %s: %d in clusters, %d noise, %d novel (outlier score > %.3f or "
-             "reconstruction error > %.4g, the reference's %d-th percentiles)", len(clusters), reference.path,
-             len(clusters) - summary["n_noise"], summary["n_noise"], summary["n_novel"], score_threshold,
-             error_threshold, round(100 * NOVELTY_QUANTILE))
+    log.info("projected %d items onto %s: %d outside every cluster, %d novel (a reconstruction error above %.4g, "
+             "the reference's %g-th percentile)", len(clusters), reference.path,
+             summary["n_outside_clusters"], summary["n_novel"], summary["recon_error_threshold"],
+             100 * NOVELTY_QUANTILE)
     return summary

@@ -118,11 +118,13 @@ def _projected_run(root: Path, reference: Path) -> dict[str, Any]:
     latents = pd.read_parquet(root / "latents.parquet")
     latents.loc[[ids.index(n) for n in NOVEL], "recon_error"] = [0.3, 0.4, 0.5, 0.6]
     write_table(latents, root / "latents.parquet")
-    table = pd.read_parquet(root / "clusters.parquet").assign(outlier_score=outlier, novel=novel)
+    novelty = np.where(novel, 0.0, 0.5)
+    novelty[[ids.index(n) for n in NOVEL]] = [0.98, 0.985, 0.99, 0.995]
+    table = pd.read_parquet(root / "clusters.parquet").assign(outlier_score=outlier, novelty=novelty, novel=novel)
     write_table(table, root / "clusters.parquet")
     write_json({"v_measure": 0.61, "n_items": N_NEW}, root / "metrics.json")
-    write_json({"reference": str(reference.resolve()), "reference_dataset": "core <A>", "novelty_threshold": 0.9,
-                "recon_error_threshold": 0.95, "novelty_quantile": 0.99, "n_items": N_NEW, "n_novel": len(NOVEL)},
+    write_json({"reference": str(reference.resolve()), "reference_dataset": "core <A>",
+                "recon_error_threshold": 0.95, "novelty_quantile": 0.975, "n_items": N_NEW, "n_novel": len(NOVEL)},
                root / "projection.json")
     pd.DataFrame({"recording": ["night.wav", "day.wav"], "time": ["night", "day"]}).to_csv(root / "meta.csv",
                                                                                           index=False)
@@ -201,10 +203,13 @@ def test_most_novel_items_are_shown_with_tile_and_sound(runs: dict[str, tuple[Pa
     _, page = runs["projected"]
     section = _section(page, "projection")
     gallery = section[section.index("<h3>Most novel items</h3>"):]
-    assert re.findall(r"<td>(n\d\d)</td>", gallery) == NOVEL[::-1][:4]  # highest outlier score first
-    assert "4 items are novel, unlike the reference&#x27;s: an outlier score above 0.9 or a reconstruction error " \
-           "above 0.95 (the reference&#x27;s 99th percentiles)" in gallery
-    assert re.findall(r"<td class=num>0.9\d0</td><td class=num>([0-9.]+)</td>", gallery) == ["0.6", "0.5", "0.4", "0.3"]
+    assert re.findall(r"<td>(n\d\d)</td>", gallery) == NOVEL[::-1][:4]  # highest novelty first
+    assert "4 items are novel, unlike the reference&#x27;s: a reconstruction error above 0.95" \
+           " (the reference&#x27;s 97.5th percentile; novelty is that percentile)" in gallery
+    assert re.findall(r"<td class=num>(0.9\d+)</td><td class=num>0.9\d0</td>", gallery) == \
+        ["0.995", "0.990", "0.985", "0.980"]
+    assert re.findall(r"<td class=num>0.9\d+</td><td class=num>0.9\d0</td><td class=num>([0-9.]+)</td>", gallery) \
+        == ["0.6", "0.5", "0.4", "0.3"]
     assert gallery.count('<img class="tiles"') == 4
     assert gallery.count('<audio controls preload="none" src="data:audio/ogg;base64,') == 4
     assert "<td class=num>0.990</td>" in gallery and "<td>noise</td>" in gallery

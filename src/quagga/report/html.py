@@ -191,7 +191,7 @@ def join_items(
         }
     )
     embedding = pd.read_parquet(embedding_path, columns=["item_id", "x", "y"])
-    optional = [c for c in ("outlier_score", "novel") if c in pq.read_schema(clusters_path).names]
+    optional = [c for c in ("outlier_score", "novelty", "novel") if c in pq.read_schema(clusters_path).names]
     clusters = pd.read_parquet(clusters_path, columns=["item_id", "cluster", "probability", *optional])
     latent_cols = [c for c in ("item_id", "recon_error") if c in pq.read_schema(latents_path).names]
     latents = pd.read_parquet(latents_path, columns=latent_cols)
@@ -855,7 +855,7 @@ def _projection(
     sounds: Sounds, out_dir: Path,
 ) -> dict[str, Any]:
     """The new data against the reference: items per cluster in both (also written as PROJECTION_CSV next to
-    the page) and the most novel items (highest outlier score among those flagged novel)."""
+    the page) and the most novel items (highest novelty, else outlier score, among those flagged novel)."""
     counts = projection_counts(reference.items, items)
     with atomic_path(out_dir / PROJECTION_CSV) as tmp:
         counts.to_csv(tmp, index=False)
@@ -878,29 +878,30 @@ def _projection(
     if novel.empty:
         out["novel_empty"] = "No item is novel: every one lies within the reference's clusters."
         return out
-    has_score = "outlier_score" in novel and novel["outlier_score"].notna().any()
-    top = (novel.sort_values(["outlier_score", "item_id"], ascending=[False, True]) if has_score else novel)
-    top = top.head(params.n_examples)
-    columns = ["rank", "item_id", "label", "source", "cluster", "outlier score", "reconstruction error"]
+    keys = [c for c in ("novelty", "outlier_score") if c in novel and novel[c].notna().any()]
+    top = novel.sort_values([*keys, "item_id"], ascending=[*(False for _ in keys), True]).head(params.n_examples)
+
+    def score(row: Any, key: str) -> str:
+        return f"{getattr(row, key):.3f}" if key in keys else "n/a"
+
+    columns = ["rank", "item_id", "label", "source", "cluster", "novelty", "outlier score", "reconstruction error"]
     out["novel"] = _tile_table(
         store, top, columns,
-        [(rank, r.item_id, r.label, r.source, _cluster_name(r.cluster),
-          f"{r.outlier_score:.3f}" if has_score else "n/a", _setting_value(getattr(r, "recon_error", None)))
+        [(rank, r.item_id, r.label, r.source, _cluster_name(r.cluster), score(r, "novelty"),
+          score(r, "outlier_score"), _setting_value(getattr(r, "recon_error", None)))
          for rank, r in enumerate(top.itertuples(), start=1)],
-        columns[-2:], sounds, origin, cmap, at=1,
+        columns[-3:], sounds, origin, cmap, at=1,
     )
     return out
 
 
 def _novelty_rule(record: Mapping[str, Any]) -> str:
     """What made an item novel, from the projection's record: the thresholds it was held to."""
-    rules = [f"{name} above {value:.4g}" for name, value in (
-        ("an outlier score", record.get("novelty_threshold")),
-        ("a reconstruction error", record.get("recon_error_threshold"))) if isinstance(value, int | float)
-        and math.isfinite(value)]
-    quantile = record.get("novelty_quantile")
-    return (" or ".join(rules) + (f" (the reference's {100 * quantile:g}th percentiles)" if quantile else "")
-            if rules else "not recorded")
+    threshold, quantile = record.get("recon_error_threshold"), record.get("novelty_quantile")
+    if not isinstance(threshold, int | float) or not math.isfinite(threshold):
+        return "not recorded"
+    where = f" (the reference's {100 * quantile:g}th percentile; novelty is that percentile)" if quantile else ""
+    return f"a reconstruction error above {threshold:.4g}{where}"
 
 
 def _p_value(p: float) -> str:
