@@ -166,3 +166,36 @@ def test_map_offers_covariates_as_colourings_and_tooltip() -> None:
     assert data["colour_date"][0] != data["colour_date"][2] and data["colour_date"][1] == NOISE_COLOUR
     assert data["covariates"][0] == "depth: 1 · site: n · label: p · date: 2021-01-01"
     assert data["covariates"][1] == "site: s · label: q"
+
+
+def test_the_call_table_and_box_table_columns_are_covariates_too(tmp_path: Path) -> None:
+    from quagga.report.covariates import annotation_covariates
+
+    (tmp_path / "calls").mkdir()
+    raven = ("Selection\tView\tChannel\tBegin Time (s)\tEnd Time (s)\tLow Freq (Hz)\tBegin File\tcall_type\tbird\n"
+             "1\tSpectrogram 1\t1\t0.5\t0.8\t900\ta.wav\tsnort\tB1\n"
+             "2\tSpectrogram 1\t1\t1.5\t1.8\t1200\tb.wav\tsquaw\tB2\n")
+    (tmp_path / "calls" / "selections.txt").write_text(raven)
+    index = pd.DataFrame({"item_id": ["b#1.5", "a#0.5", "x#9"],
+                          "annotation_row": ["selections.txt line 3", "selections.txt line 2", "other.txt line 2"]})
+    dataset = {"modality": "audio", "audio": {"annotations": "calls/selections.txt", "annotation_format": "raven",
+                                              "label_column": "call_type"}}
+    found = annotation_covariates(index, dataset, tmp_path)
+    assert list(found.columns) == ["Low Freq (Hz)", "bird"]  # times, file and label are not covariates
+    assert found.loc["a#0.5", "bird"] == "B1" and found.loc["b#1.5", "Low Freq (Hz)"] == 1200.0
+    assert found.loc["x#9"].isna().all()  # a row of another table: no values
+    dataset["audio"]["annotation_format"] = "textgrid"
+    assert annotation_covariates(index, dataset, tmp_path) is None
+
+    (tmp_path / "boxes.csv").write_text("image,label,xmin,ymin,xmax,ymax,depth_m\nf1.png,dust,10,20,30,40,12.5\n"
+                                        "f1.png,ash,50,60,70,80,13.0\n")
+    boxes = pd.DataFrame({"item_id": ["f1#50", "f1#10"], "source": ["data/fields/f1.png"] * 2,
+                          "xmin": [50, 10], "ymin": [60, 20], "xmax": [70, 30], "ymax": [80, 40]})
+    found = annotation_covariates(boxes, {"modality": "images", "images": {"boxes": "boxes.csv"}}, tmp_path)
+    assert found["depth_m"].tolist() == [13.0, 12.5]
+    (tmp_path / "plain.csv").write_text("image,label,xmin,ymin,xmax,ymax\nf1.png,dust,10,20,30,40\n")
+    assert annotation_covariates(boxes, {"modality": "images", "images": {"boxes": "plain.csv"}}, tmp_path) is None
+    (tmp_path / "calls" / "broken.txt").write_bytes(b"\xff\xfe\x00broken")  # skipped at tiling: left out here
+    folder = {"modality": "audio", "audio": {"annotations": "calls", "annotation_format": "raven",
+                                             "label_column": "call_type"}}
+    assert annotation_covariates(index, folder, tmp_path)["bird"].tolist()[:2] == ["B2", "B1"]

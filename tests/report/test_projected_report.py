@@ -128,8 +128,9 @@ def _projected_run(root: Path, reference: Path) -> dict[str, Any]:
                root / "projection.json")
     pd.DataFrame({"recording": ["night.wav", "day.wav"], "time": ["night", "day"]}).to_csv(root / "meta.csv",
                                                                                           index=False)
+    observers = pd.DataFrame({"observer": np.where(np.arange(len(ids)) % 2, "ana", "ben")}, index=ids)
     return {**_kwargs(root, "new calls"), "source_root": root / "audio", "reference_dir": reference,
-            "metadata_path": root / "meta.csv"}
+            "metadata_path": root / "meta.csv", "table_covariates": observers}
 
 
 @pytest.fixture(scope="module")
@@ -265,3 +266,11 @@ def test_a_metadata_file_matching_no_item_stops_the_report(tmp_path: Path) -> No
     with pytest.raises(cov.MetadataError, match=r"meta.csv: none of its 1 file names matches an item's source"):
         build_report(**kwargs)
     assert not (tmp_path / "report" / "index.html").exists()
+
+
+def test_the_call_table_columns_join_the_metadata_columns(runs: dict[str, tuple[Path, str]]) -> None:
+    path, page = runs["projected"]
+    section = _section(page, "covariates")
+    assert "the annotation or box table has besides times, boxes and labels" in section
+    assert "<h3>observer</h3>" in section and (path.parent / "covariate-observer.csv").is_file()
+    assert "<h3>time</h3>" in section  # the metadata sheet's column is still there

@@ -326,3 +326,77 @@ def write_csv(table: pd.DataFrame, path: str | Path) -> None:
     """A covariate's table as CSV (temporary file, then rename)."""
     with atomic_path(path) as tmp:
         table.to_csv(tmp, index=False)
+
+
+# columns of a CSV / Raven call table or a box table that locate the item or hold its label: not covariates
+_LOCATING = frozenset({"file", "wav_file", "onset_s", "offset_s", "image", "xmin", "ymin", "xmax", "ymax",
+                       "selection", "view", "channel", "begin time (s)", "end time (s)", "begin file", "end file",
+                       "begin path", "end path", "file offset (s)", "begin clock time", "end clock time"})
+
+
+def _extra_columns(table: pd.DataFrame, label_column: str) -> list[str]:
+    return [c for c in table.columns if c.strip().lower() not in _LOCATING and c != label_column]
+
+
+def _read_text_table(file: Path, sep: str) -> pd.DataFrame | None:
+    """A table as text cells, or None (with a warning) when it cannot be read: the tiling stage already listed
+    an unreadable annotation file as skipped, so the report goes on without its columns."""
+    try:
+        return pd.read_csv(file, sep=sep, dtype=str, keep_default_na=False, encoding=text_encoding(file))
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        log.warning("covariates: %s left out, it cannot be read (%s)", file, exc)
+        return None
+
+
+def _call_tables(path: Path, fmt: str) -> list[tuple[str, Path]]:
+    """(name as the tile index's ``annotation_row`` gives it, file) of every CSV or Raven table at ``path``."""
+    if path.is_file():
+        return [(path.name, path)]
+    suffix = ".csv" if fmt == "csv" else ".txt"
+    return [(f.relative_to(path).as_posix(), f) for f in sorted(path.rglob(f"*{suffix}"))
+            if f.is_file() and not any(p.startswith(".") for p in f.relative_to(path).parts)]
+
+
+def annotation_covariates(index: pd.DataFrame, dataset: dict, base_dir: Path = Path(".")) -> pd.DataFrame | None:
+    """The extra columns of the tables the items come from, per item (indexed by item_id): a CSV or Raven call
+    table's columns beside times, file and label (matched by the index's ``annotation_row``, "<table> line
+    <n>"), or a box table's columns beside image, label and box (matched by image and box). None when the
+    tables have no such column (or the format carries none: Audacity, notmat, TextGrid)."""
+    modality = dataset.get("modality")
+    section = dataset.get(modality) or {}
+    if modality == "audio" and section.get("annotation_format") in ("csv", "raven") and section.get("annotations") \
+            and "annotation_row" in index:
+        path, label = base_dir / section["annotations"], section.get("label_column", "")
+        sep = "," if section["annotation_format"] == "csv" else "\t"
+        parts = []
+        for name, file in _call_tables(path, section["annotation_format"]) if path.exists() else []:
+            table = _read_text_table(file, sep)
+            extra = [] if table is None else _extra_columns(table, label)
+            if extra:
+                parts.append(table[extra].set_axis([f"{name} line {i + 2}" for i in table.index]))
+        if not parts:
+            return None
+        rows = pd.concat(parts)
+        rows = rows[~rows.index.duplicated()]
+        joined = rows.reindex(index["annotation_row"].astype(str).to_numpy())
+    elif modality == "images" and section.get("boxes") and (base_dir / section["boxes"]).is_file() \
+            and {"xmin", "ymin", "xmax", "ymax"} <= set(index.columns):
+        file = base_dir / section["boxes"]
+        table = _read_text_table(file, ",")
+        extra = [] if table is None else _extra_columns(table, "label")
+        if not extra or "image" not in table:
+            return None
+        coords = ["xmin", "ymin", "xmax", "ymax"]
+        key = table["image"].map(lambda p: PurePosixPath(_normalise(p)).name) + "#" + \
+            table[coords].apply(lambda c: pd.to_numeric(c, errors="coerce")).round().astype("Int64").astype(str) \
+            .agg(",".join, axis=1)
+        rows = table[extra].set_axis(key.to_numpy())
+        rows = rows[~rows.index.duplicated()]
+        item_key = index["source"].astype(str).map(lambda p: PurePosixPath(_normalise(p)).name) + "#" + \
+            index[coords].round().astype("Int64").astype(str).agg(",".join, axis=1)
+        joined = rows.reindex(item_key.to_numpy())
+    else:
+        return None
+    joined = joined.fillna("").apply(_typed)
+    joined.index = index["item_id"].astype(str).to_numpy()
+    return joined

@@ -920,7 +920,7 @@ def _independence_text(test: cov.Independence | None) -> str:
 
 
 def _covariates(
-    covariates: pd.DataFrame, items: pd.DataFrame, levels: Sequence[int], metadata_path: Path, out_dir: Path
+    covariates: pd.DataFrame, items: pd.DataFrame, levels: Sequence[int], origin: str, out_dir: Path
 ) -> dict[str, Any]:
     """Every metadata column: its cluster abundance (figure, table, chi-square test, CSV next to the page), or
     why it is not shown."""
@@ -952,7 +952,7 @@ def _covariates(
              "depends on the column, on the counts of clustered items per bin or value and cluster (noise, empty "
              f"rows and empty clusters left out); it is marked approximate when over "
              f"{cov.MAX_SMALL_EXPECTED:.0%} of the expected counts are below {cov.MIN_EXPECTED}.")
-    return {"file": Path(metadata_path).name, "n_items": len(items), "shown": shown, "about": about,
+    return {"origin": origin, "n_items": len(items), "shown": shown, "about": about,
             "not_shown": _table(["column", "values", "why not shown"], hidden) if hidden else None}
 
 
@@ -985,6 +985,7 @@ def build_report(
     settings_path: Path | None = None,
     workers: int = 1,
     metadata_path: Path | None = None,
+    table_covariates: pd.DataFrame | None = None,
     reference_dir: Path | None = None,
 ) -> Path:
     """Write ``out_dir/index.html`` (atomically) and return its path.
@@ -1001,6 +1002,8 @@ def build_report(
 
     ``metadata_path``: a CSV keyed by recording or image file (see :mod:`quagga.report.covariates`); its
     columns get a Covariates section (tables as ``covariate-<column>.csv`` next to the page) and colour the map.
+    ``table_covariates``: more covariates per item (indexed by item_id), e.g. the extra columns of the call or
+    box table (:func:`quagga.report.covariates.annotation_covariates`); shown like the metadata's.
     ``reference_dir``: the results folder of the run this dataset was projected onto (its embedding.parquet
     and clusters.parquet; the projection's record is ``projection.json`` next to the tile store): the map
     shows the reference's items behind, clusters take the reference's colours, and a section compares the
@@ -1016,8 +1019,17 @@ def build_report(
     fallbacks = [key for key, record in settings if record.get("source") == "fallback"]
     items = join_items(store, Path(latents_path), Path(embedding_path), Path(clusters_path))
     items = with_predictions(items, Path(predicted_path) if predicted_path else None)
-    covariates = None if metadata_path is None else cov.join_metadata(
-        items["source"], cov.read_metadata(metadata_path), metadata_path)
+    origins, parts = [], []
+    if metadata_path is not None:
+        parts.append(cov.join_metadata(items["source"], cov.read_metadata(metadata_path), metadata_path))
+        origins.append(f"of the metadata {Path(metadata_path).name} (joined to the items by file: the same relative "
+                       "path, else the same base name)")
+    if table_covariates is not None and len(table_covariates.columns):
+        extra = table_covariates.reindex(items["item_id"].astype(str).to_numpy())
+        extra.index = items.index
+        parts.append(extra.drop(columns=[c for c in extra.columns if any(c in p.columns for p in parts)]))
+        origins.append("the annotation or box table has besides times, boxes and labels (joined by its row)")
+    covariates = pd.concat(parts, axis=1) if parts else None
     reference = None if reference_dir is None else read_reference(Path(reference_dir), results / PROJECTION_FILE)
     levels = cluster_levels(reference.path / "clusters.parquet" if reference is not None else Path(clusters_path))
     out_dir = Path(out_dir)
@@ -1041,7 +1053,7 @@ def build_report(
         "embedding": embedding,
         "projection": None if reference is None else _projection(store, items, reference, params, origin, cmap,
                                                                  sounds, out_dir),
-        "covariates": None if covariates is None else _covariates(covariates, items, levels, Path(metadata_path),
+        "covariates": None if covariates is None else _covariates(covariates, items, levels, " and ".join(origins),
                                                                   out_dir),
         "metrics": _metrics(metrics),
         "contingency": _contingency(metrics, items),
