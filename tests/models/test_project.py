@@ -113,3 +113,13 @@ def test_the_tile_settings_come_from_the_reference_and_a_conflict_names_both(ref
     with pytest.raises(ReferenceError, match="its own modality"):
         reference_section(requested, "audio", ref, {})
     assert conflicts({"normalize.gain": 2.0}, {"normalize": {"gain": "auto"}}, "w", "r") == []  # not known yet
+
+
+def test_the_project_command_writes_the_tables_or_names_the_problem(reference: Path, store_dir: Path, tmp_path: Path,
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
+    assert main(["project", "--reference", str(reference), "--tiles", str(store_dir), "--out", str(tmp_path)]) == 0
+    for name in ("latents.parquet", "embedding.parquet", "clusters.parquet", "projection.json"):
+        assert (tmp_path / name).is_file(), name
+    assert main(["project", "--reference", str(tmp_path / "nowhere"), "--tiles", str(store_dir),
+                 "--out", str(tmp_path / "out")]) == 2
+    assert "no such results folder" in caplog.text and not (tmp_path / "out").exists()
