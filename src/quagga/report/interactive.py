@@ -78,16 +78,15 @@ def _palette(n: int) -> list[str]:
     return [to_hex(colormaps["turbo"](v)) for v in np.linspace(0.05, 0.95, n)]
 
 
-def categorical_colours(
-    values: Sequence[object], grey: Sequence[object] = (), levels: Sequence[str] | None = None
-) -> list[str]:
-    """One colour per distinct value (sorted as text); missing values and ``grey`` ones are grey.
+def categorical_colours(values: Sequence[object], levels: Sequence[str] | None = None) -> list[str]:
+    """One colour per distinct value (sorted as text); missing values are grey (cluster colours, noise grey,
+    come from :func:`quagga.report.figures.cluster_colours`).
 
     ``levels``: the values to spread the palette over (default: those present), so that two colourings
     (human and predicted labels) give a label the same colour.
     """
     series = pd.Series(list(values), dtype="object")
-    missing = series.isna() | series.isin(list(grey))
+    missing = series.isna()
     levels = sorted(set(levels) if levels is not None else {str(v) for v in series[~missing]})
     lookup = dict(zip(levels, _palette(len(levels)), strict=True))
     return [NOISE_COLOUR if m else lookup[str(v)] for v, m in zip(series, missing, strict=True)]
