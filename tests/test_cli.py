@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -89,3 +90,13 @@ def test_a_corrections_file_without_its_columns_is_one_clear_line(tmp_path: Path
     assert rc == 2
     assert f"labels_corrections {tmp_path / 'fix.csv'}: missing column(s) ['item_id', 'label']" in caplog.text
     assert not (tmp_path / "metrics.json").exists()
+
+
+def test_a_job_given_one_thread_uses_one() -> None:
+    """Snakemake passes a rule's threads as OMP_NUM_THREADS; numba (UMAP's graph) must follow it too."""
+    code = ("import sys, quagga.cli; assert 'numba' not in sys.modules; quagga.cli.limit_threads(); "
+            "import numba, torch; print(numba.config.NUMBA_NUM_THREADS, torch.get_num_threads())")
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_NUM_THREADS"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                          env={**env, "OMP_NUM_THREADS": "1"})
+    assert done.stdout.split() == ["1", "1"]

@@ -12,6 +12,7 @@ import dataclasses
 import errno
 import json
 import logging
+import os
 import platform
 import sys
 import time
@@ -374,7 +375,17 @@ def _user_errors() -> tuple[type[BaseException], ...]:
             ReferenceError, FileNotFoundError)
 
 
+def limit_threads() -> None:
+    """Use the threads the job was given, no more: Snakemake (and SLURM's job scripts) pass a rule's ``threads``
+    as OMP_NUM_THREADS, which torch and BLAS read, but numba (umap-learn's and pynndescent's kernels) reads
+    only NUMBA_NUM_THREADS and would start one thread per core of the node. Called before numba is imported."""
+    threads = os.environ.get("OMP_NUM_THREADS", "")
+    if threads.isdigit() and int(threads) > 0:
+        os.environ.setdefault("NUMBA_NUM_THREADS", threads)
+
+
 def main(argv: list[str] | None = None) -> int:
+    limit_threads()
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
