@@ -357,6 +357,13 @@ def _call_tables(path: Path, fmt: str) -> list[tuple[str, Path]]:
             if f.is_file() and not any(p.startswith(".") for p in f.relative_to(path).parts)]
 
 
+def _box_keys(images: pd.Series, boxes: pd.DataFrame) -> pd.Series:
+    """``<image base name>#xmin,ymin,xmax,ymax`` (rounded): a box table's row and the item tiled from it agree."""
+    coords = boxes[["xmin", "ymin", "xmax", "ymax"]].apply(lambda c: pd.to_numeric(c, errors="coerce"))
+    names = images.astype(str).map(lambda p: PurePosixPath(_normalise(p)).name)
+    return names + "#" + coords.round().astype("Int64").astype(str).agg(",".join, axis=1)
+
+
 def annotation_covariates(index: pd.DataFrame, dataset: dict, base_dir: Path = Path(".")) -> pd.DataFrame | None:
     """The extra columns of the tables the items come from, per item (indexed by item_id): a CSV or Raven call
     table's columns beside times, file and label (matched by the index's ``annotation_row``, "<table> line
@@ -386,15 +393,9 @@ def annotation_covariates(index: pd.DataFrame, dataset: dict, base_dir: Path = P
         extra = [] if table is None else _extra_columns(table, "label")
         if not extra or "image" not in table:
             return None
-        coords = ["xmin", "ymin", "xmax", "ymax"]
-        key = table["image"].map(lambda p: PurePosixPath(_normalise(p)).name) + "#" + \
-            table[coords].apply(lambda c: pd.to_numeric(c, errors="coerce")).round().astype("Int64").astype(str) \
-            .agg(",".join, axis=1)
-        rows = table[extra].set_axis(key.to_numpy())
+        rows = table[extra].set_axis(_box_keys(table["image"], table).to_numpy())
         rows = rows[~rows.index.duplicated()]
-        item_key = index["source"].astype(str).map(lambda p: PurePosixPath(_normalise(p)).name) + "#" + \
-            index[coords].round().astype("Int64").astype(str).agg(",".join, axis=1)
-        joined = rows.reindex(item_key.to_numpy())
+        joined = rows.reindex(_box_keys(index["source"], index).to_numpy())
     else:
         return None
     joined = joined.fillna("").apply(_typed)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import matplotlib
 import matplotlib.image
@@ -212,6 +213,17 @@ def embedding_scatter(
     return _png(fig)
 
 
+def _stacked(draw: Any, draw_counts: Any, pos: np.ndarray, shares: np.ndarray, n_items: Sequence[int],
+             colours: Sequence[str], names: Sequence[str]) -> None:
+    """Stacked share bars and the item-count bars beside them; ``draw`` is ``Axes.bar`` or ``Axes.barh``, whose
+    positional arguments (position, length, thickness, base) are the same either way."""
+    base = np.zeros(len(pos))
+    for j, (colour, name) in enumerate(zip(colours, names, strict=True)):
+        draw(pos, shares[:, j], 0.9, base, color=colour, label=_plain(name))
+        base = base + shares[:, j]
+    draw_counts(pos, n_items, 0.9, color="#555555")
+
+
 def cluster_shares(
     rows: Sequence[str], shares: np.ndarray, n_items: Sequence[int], clusters: Sequence[int],
     colours: Mapping[int, str], value_name: str, downward: bool = False,
@@ -231,11 +243,7 @@ def cluster_shares(
     if downward:
         fig = Figure(figsize=(7.5 + (1.5 if legend else 0), 1.6 + 0.3 * len(rows)), layout="constrained")
         main, side = fig.subplots(1, 2, sharey=True, gridspec_kw={"width_ratios": [4, 1]})
-        left = np.zeros(len(rows))
-        for j, c in enumerate(clusters):
-            main.barh(pos, shares[:, j], left=left, height=0.9, color=colours[c], label=_plain(names[j]))
-            left += shares[:, j]
-        side.barh(pos, n_items, height=0.9, color="#555555")
+        _stacked(main.barh, side.barh, pos, shares, n_items, [colours[c] for c in clusters], names)
         main.set_yticks(pos, labels, fontsize=7)
         main.invert_yaxis()
         main.set_ylabel(_plain(value_name))
@@ -246,11 +254,7 @@ def cluster_shares(
     else:
         fig = Figure(figsize=(min(16, 3.5 + 0.55 * len(rows)) + (1.5 if legend else 0), 4.6), layout="constrained")
         side, main = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [1, 4]})
-        bottom = np.zeros(len(rows))
-        for j, c in enumerate(clusters):
-            main.bar(pos, shares[:, j], bottom=bottom, width=0.9, color=colours[c], label=_plain(names[j]))
-            bottom += shares[:, j]
-        side.bar(pos, n_items, width=0.9, color="#555555")
+        _stacked(main.bar, side.bar, pos, shares, n_items, [colours[c] for c in clusters], names)
         main.set_xticks(pos, labels, rotation=90 if max(map(len, labels), default=0) > 6 else 0, fontsize=7)
         main.set_xlabel(_plain(value_name))
         main.set_ylim(0, 1)
