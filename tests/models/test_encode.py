@@ -53,6 +53,21 @@ def test_latents_table(store_dir: Path, checkpoint: Path, tmp_path: Path) -> Non
     assert not list(tmp_path.glob(".*tmp*"))
 
 
+def test_batches_and_precision_give_the_same_latents(store_dir: Path, checkpoint: Path, tmp_path: Path) -> None:
+    """The batch size changes only the float order (equal within 1e-5); bf16 autocast, the policy where the
+    hardware runs bf16, stays within bf16's precision of the fp32 latents and is recorded."""
+    encode_store(store_dir, checkpoint, tmp_path / "a.parquet", precision="32-true")
+    encode_store(store_dir, checkpoint, tmp_path / "b.parquet", precision="32-true", batch_size=7)
+    encode_store(store_dir, checkpoint, tmp_path / "c.parquet", precision="bf16-mixed")
+    a, b, c = (pd.read_parquet(tmp_path / f"{n}.parquet").drop(columns="item_id") for n in "abc")
+    np.testing.assert_allclose(a.to_numpy(), b.to_numpy(), rtol=1e-5, atol=1e-5)
+    scale = np.abs(a.to_numpy()).max(axis=0)
+    assert (np.abs(c.to_numpy() - a.to_numpy()) <= 0.05 * scale + 1e-3).all()
+    assert c.dtypes.eq(np.float32).all()
+    assert read_table_params(tmp_path / "c.parquet")["precision"] == "bf16-mixed"
+    assert read_table_params(tmp_path / "a.parquet")["precision"] == "32-true"
+
+
 def test_refuses_other_tiles(other_store_dir: Path, checkpoint: Path, tmp_path: Path) -> None:
     with pytest.raises(StoreError, match=r"trained on other tiles.*'version': \(2, 1\)"):
         encode_store(other_store_dir, checkpoint, tmp_path / "latents.parquet")

@@ -12,16 +12,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader
 
+from quagga.models.train import resolve_precision
 from quagga.models.vae import TileAutoencoder
 from quagga.tables import atomic_path, write_table
-from quagga.tiles.dataset import TileDataset, split_indices
+from quagga.tiles.dataset import split_indices
 from quagga.tiles.store import StoreError, TileStore
 
 log = logging.getLogger(__name__)
 
-ENCODE_BATCH_SIZE = 256  # inference only: large enough to amortise per-batch overhead, small in memory
+# inference only: tiles read as one slice of the memory map per batch; 512 x 128 x 128 float32 is 32 MB, and larger
+# batches gain nothing on CPU (koumura-bird0: 256 -> 512 -> 1024 tiles within 3 %)
+ENCODE_BATCH_SIZE = 512
 N_INTERPOLATION = 8
 
 
@@ -42,10 +44,14 @@ def encode_store(
     examples_path: Path | None = None,
     n_examples: int = 16,
     seed: int = 0,
+    precision: str = "auto",
+    batch_size: int = ENCODE_BATCH_SIZE,
 ) -> None:
     """Write ``out_path`` (item_id, z_0..z_{d-1}, recon_error, neg_elbo) and optionally an examples .npz.
 
-    Refuses a store whose tile parameters differ from those the checkpoint was trained on.
+    Refuses a store whose tile parameters differ from those the checkpoint was trained on. ``precision``
+    follows training's policy (``auto``: bf16 autocast where the hardware computes in bf16, else fp32);
+    the outputs are stored as float32 either way.
     """
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model = load_autoencoder(checkpoint, device)
@@ -67,21 +73,22 @@ def encode_store(
     latents = np.empty((n, d), dtype=np.float32)
     recon_error = np.empty(n, dtype=np.float32)
     neg_elbo = np.empty(n, dtype=np.float32)
-    start = 0
-    with torch.inference_mode():
-        for batch in DataLoader(TileDataset(store), batch_size=ENCODE_BATCH_SIZE):
-            out = model.predict_step(batch.to(device))
-            stop = start + len(batch)
-            latents[start:stop] = out["mean"].cpu().numpy()
-            recon_error[start:stop] = out["recon_error"].cpu().numpy()
-            neg_elbo[start:stop] = out["neg_elbo"].cpu().numpy()
-            start = stop
+    bf16 = resolve_precision(precision, device) == "bf16-mixed"
+    with torch.inference_mode(), torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
+        for start in range(0, n, batch_size):
+            stop = min(n, start + batch_size)
+            batch = torch.from_numpy(np.asarray(store.tiles[start:stop], dtype=np.float32)).to(device)
+            out = model.predict_step(batch)
+            latents[start:stop] = out["mean"].float().cpu().numpy()
+            recon_error[start:stop] = out["recon_error"].float().cpu().numpy()
+            neg_elbo[start:stop] = out["neg_elbo"].float().cpu().numpy()
 
     table = pd.DataFrame({"item_id": store.index["item_id"].to_numpy()})
     table = pd.concat([table, pd.DataFrame(latents, columns=[f"z_{i}" for i in range(d)])], axis=1)
     table["recon_error"] = recon_error
     table["neg_elbo"] = neg_elbo
-    meta = {"checkpoint": str(checkpoint), "store": str(store_dir), "model": hparams}
+    meta = {"checkpoint": str(checkpoint), "store": str(store_dir), "model": hparams,
+            "precision": "bf16-mixed" if bf16 else "32-true"}
     write_table(table, out_path, meta)
     log.info("encoded %d tiles to %d-D latents -> %s", n, d, out_path)
     if examples_path is not None:
