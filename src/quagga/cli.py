@@ -212,7 +212,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     metrics = evaluate_dataset(Path(args.tiles), Path(args.clusters), latents, _params(EvaluateParams, args.params),
                                corrections_path=Path(args.corrections) if args.corrections else None,
                                predicted_path=Path(args.predicted) if args.predicted else None,
-                               embedding_path=Path(args.embedding) if args.embedding else None)
+                               embedding_path=Path(args.embedding) if args.embedding else None,
+                               workers=args.threads)
     write_json(metrics, args.out)
     log.info("V-measure %.3f, ARI %.3f, %d clusters, noise %.1f %%, %d likely mislabelled", metrics["v_measure"],
              metrics["ari"], metrics["n_clusters"], 100 * metrics["noise_fraction"], metrics["n_likely_mislabelled"])
@@ -347,6 +348,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--corrections", nargs="?", help="CSV item_id,label: labels that replace the annotations'")
     p.add_argument("--out", required=True, help="metrics.json")
     p.add_argument("--predicted", help="CSV of every item's predicted label (predicted_labels.csv)")
+    p.add_argument("--threads", type=_positive_int, default=1,
+                   help="processes for the bootstrap, few-label curve and propagation (1: no worker processes)")
 
     p = add("report", cmd_report, "write the dataset's HTML report")
     p.add_argument("--dataset", required=True)

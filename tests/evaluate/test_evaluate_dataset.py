@@ -55,3 +55,16 @@ def test_metrics_json_content(tmp_path: Path) -> None:
 
     without = evaluate_dataset(tmp_path / "tiles", tmp_path / "clusters.parquet", None, EvaluateParams(bootstrap=0))
     assert "few_label_curve" not in without and "intervals" not in without
+
+
+def test_worker_processes_give_the_same_metrics(tmp_path: Path) -> None:
+    """Bootstrap, few-label curve and the propagation's cross-validation in 2 processes: the same arithmetic,
+    so metrics.json and the predictions are identical to one process's, value for value."""
+    write_inputs(tmp_path)
+    params = EvaluateParams(bootstrap=40, few_label_repeats=2)
+    runs = [evaluate_dataset(tmp_path / "tiles", tmp_path / "clusters.parquet", tmp_path / "latents.parquet", params,
+                             predicted_path=tmp_path / f"predicted{workers}.csv", workers=workers)
+            for workers in (1, 2)]
+    assert json.dumps(runs[0]) == json.dumps(runs[1])
+    assert (tmp_path / "predicted1.csv").read_bytes() == (tmp_path / "predicted2.csv").read_bytes()
+    assert "intervals" in runs[0] and "few_label_curve" in runs[0] and "propagation" in runs[0]

@@ -14,12 +14,13 @@ rule evaluate:
         f"{RESULTS}/logs/evaluate/{{dataset}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/evaluate/{{dataset}}.tsv"
+    threads: workflow.cores
     conda:
         ENV
     shell:
         "python -m quagga evaluate --tiles {input.tiles:q} --clusters {input.clusters:q} --latents {input.latents:q}"
         " --embedding {input.embedding:q} --corrections {input.corrections:q} --params {params.evaluate:q}"
-        " --out {output.metrics:q} --predicted {output.predicted:q} 2> {log:q}"
+        " --out {output.metrics:q} --predicted {output.predicted:q} --threads {threads} 2> {log:q}"
 
 
 rule report:

@@ -35,6 +35,7 @@ PREDICTED_COLUMNS = ["item_id", "label", "predicted_label", "probability", "labe
 def evaluate_dataset(
     tiles_dir: Path, clusters_path: Path, latents_path: Path | None, params: EvaluateParams,
     corrections_path: Path | None = None, predicted_path: Path | None = None, embedding_path: Path | None = None,
+    workers: int = 1,
 ) -> dict[str, Any]:
     """Everything ``metrics.json`` holds for one dataset (plain JSON values).
 
@@ -42,6 +43,8 @@ def evaluate_dataset(
     ``predicted_path``: where to write every item's predicted label (``PREDICTED_COLUMNS``; no rows when no
     two labels or no latents are there to predict from), predicted from the latents and, if given, the
     n-D embedding at ``embedding_path`` (label propagation picks the better by cross-validation).
+    ``workers``: processes for the bootstrap, the few-label curve and the propagation's cross-validation
+    (the same results for any number).
     """
     store = TileStore(tiles_dir)
     items = store.index[["item_id", "label"]].astype({"item_id": str, "label": "string"})
@@ -57,7 +60,8 @@ def evaluate_dataset(
     table = items.merge(clusters, on="item_id", how="inner")
     metrics: dict[str, Any] = label_agreement(table["label"], table["cluster"])
     if params.bootstrap:
-        metrics["intervals"] = bootstrap_intervals(table["label"], table["cluster"], params.bootstrap, seed=params.seed)
+        metrics["intervals"] = bootstrap_intervals(table["label"], table["cluster"], params.bootstrap, seed=params.seed,
+                                                  workers=workers)
     labelled = table[table["label"].notna()]
     cont = contingency_table(labelled["label"], labelled["cluster"])
     metrics["contingency"] = {
@@ -72,10 +76,12 @@ def evaluate_dataset(
     metrics["n_likely_mislabelled"] = len(flagged)
     metrics["likely_mislabelled"] = flagged.head(MISLABELLED_MAX).to_dict(orient="records")
     if latents_path is not None and params.few_label_repeats and labelled["label"].nunique() >= 2:
-        metrics["few_label_curve"] = _curve(store, labelled, Path(latents_path), params).to_dict(orient="records")
+        curve = _curve(store, labelled, Path(latents_path), params, workers)
+        metrics["few_label_curve"] = curve.to_dict(orient="records")
     predicted = pd.DataFrame(columns=PREDICTED_COLUMNS)
     if latents_path is not None and labelled["label"].nunique() >= 2:
-        predicted, metrics["propagation"] = _propagation(items, Path(latents_path), embedding_path, params)
+        predicted, metrics["propagation"] = _propagation(items, Path(latents_path), embedding_path, params,
+                                                        workers)
     if corrections is not None:
         metrics["corrections"] = corrections
     if predicted_path is not None:
@@ -87,7 +93,7 @@ def evaluate_dataset(
 
 
 def _propagation(
-    items: pd.DataFrame, latents_path: Path, embedding_path: Path | None, params: EvaluateParams
+    items: pd.DataFrame, latents_path: Path, embedding_path: Path | None, params: EvaluateParams, workers: int = 1
 ) -> tuple[pd.DataFrame, dict]:
     """Every item's label predicted from the labelled ones, and the summary metrics.json keeps.
 
@@ -110,7 +116,7 @@ def _propagation(
         hidden = np.setdiff1d(known, known[kept])
         train.iloc[hidden] = pd.NA
         summary["keep_percent"] = params.propagation_keep_percent
-    result = propagate(features, train.tolist(), seed=params.seed)
+    result = propagate(features, train.tolist(), seed=params.seed, workers=workers)
     predicted = pd.DataFrame({
         "item_id": table["item_id"], "label": table["label"], "predicted_label": result.predicted,
         "probability": result.probability.round(4), "labelled": train.notna().to_numpy(),
@@ -128,7 +134,8 @@ def _propagation(
     return predicted, summary
 
 
-def _curve(store: TileStore, labelled: pd.DataFrame, latents_path: Path, params: EvaluateParams) -> pd.DataFrame:
+def _curve(store: TileStore, labelled: pd.DataFrame, latents_path: Path, params: EvaluateParams, workers: int = 1
+           ) -> pd.DataFrame:
     """The few-label curve on latents and on the pixels' PCA, over a seeded sample of labelled items."""
     latents = pd.read_parquet(latents_path).set_index("item_id")
     items = labelled[labelled["item_id"].isin(latents.index)]
@@ -140,5 +147,5 @@ def _curve(store: TileStore, labelled: pd.DataFrame, latents_path: Path, params:
     log.info("few-label curve on %d items (%d-D latents vs pixel PCA)", len(items), z.shape[1])
     return few_label_curve(
         {"latents": z, "pixels_pca": pixels}, items["label"].to_list(), repeats=params.few_label_repeats,
-        seed=params.seed,
+        seed=params.seed, workers=workers,
     )

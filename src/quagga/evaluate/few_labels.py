@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+from joblib import Parallel, delayed
 from sklearn.decomposition import IncrementalPCA
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, balanced_accuracy_score
@@ -57,42 +58,51 @@ def _classifier(name: str, smallest_class: int):  # noqa: ANN202 - an sklearn es
     return KNeighborsClassifier(min(5, smallest_class))
 
 
+def _draw_rows(
+    features: Mapping[str, np.ndarray], y: np.ndarray, fraction: float, repeat: int, train: np.ndarray
+) -> list[dict[str, object]]:
+    """Every feature set and classifier trained on the rows ``train`` and scored on the rest."""
+    test = np.setdiff1d(np.arange(len(y)), train)
+    smallest_class = int(np.unique(y[train], return_counts=True)[1].min())
+    rows = []
+    for feature_name, x in features.items():
+        for clf_name in ("logistic", "knn"):
+            predicted = _classifier(clf_name, smallest_class).fit(x[train], y[train]).predict(x[test])
+            rows.append({
+                "features": feature_name,
+                "classifier": clf_name,
+                "fraction": fraction,
+                "repeat": repeat,
+                "n_train": len(train),
+                "accuracy": accuracy_score(y[test], predicted),
+                "balanced_accuracy": balanced_accuracy_score(y[test], predicted),
+            })
+    return rows
+
+
 def few_label_curve(
     features: Mapping[str, np.ndarray],
     labels: Sequence[object],
     fractions: Sequence[float] = FRACTIONS,
     repeats: int = 3,
     seed: int = 0,
+    workers: int = 1,
 ) -> pd.DataFrame:
     """Accuracy and balanced accuracy on the unlabelled rest, per feature set, classifier and fraction.
 
     Each (fraction, repeat) draws one stratified labelled set, shared by every feature set and
     classifier so that they are compared on the same items. Returns the mean and standard deviation
-    over ``repeats`` draws.
+    over ``repeats`` draws. The draws are made here, in order; ``workers`` processes train on them (the
+    same arithmetic, so the same curve for any number of workers).
     """
     y = np.asarray([str(v) for v in labels])
     if len(np.unique(y)) < 2:
         raise ValueError("the few-label curve needs at least two labels")
     rng = np.random.default_rng(seed)
-    rows = []
-    for fraction in fractions:
-        for repeat in range(repeats):
-            train = stratified_rows(y, fraction, rng)
-            test = np.setdiff1d(np.arange(len(y)), train)
-            smallest_class = int(np.unique(y[train], return_counts=True)[1].min())
-            for feature_name, x in features.items():
-                for clf_name in ("logistic", "knn"):
-                    model = _classifier(clf_name, smallest_class).fit(x[train], y[train])
-                    predicted = model.predict(x[test])
-                    rows.append({
-                        "features": feature_name,
-                        "classifier": clf_name,
-                        "fraction": fraction,
-                        "repeat": repeat,
-                        "n_train": len(train),
-                        "accuracy": accuracy_score(y[test], predicted),
-                        "balanced_accuracy": balanced_accuracy_score(y[test], predicted),
-                    })
+    draws = [(fraction, repeat, stratified_rows(y, fraction, rng)) for fraction in fractions
+             for repeat in range(repeats)]
+    parts = Parallel(n_jobs=max(1, min(workers, len(draws))))(delayed(_draw_rows)(features, y, *draw) for draw in draws)
+    rows = [row for part in parts for row in part]
     runs = pd.DataFrame(rows)
     curve = runs.groupby(["features", "classifier", "fraction"], sort=False).agg(
         n_train=("n_train", "mean"),

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+from joblib import Parallel, delayed
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import balanced_accuracy_score
 from sklearn.model_selection import StratifiedKFold
@@ -108,13 +109,15 @@ def _cv_score(name: str, x: np.ndarray, y: np.ndarray, labelled: np.ndarray, see
     return float(accuracy), float(true_probability.mean())
 
 
-def propagate(features: Mapping[str, np.ndarray], labels: Sequence[object], seed: int = 0) -> Propagation:
+def propagate(features: Mapping[str, np.ndarray], labels: Sequence[object], seed: int = 0, workers: int = 1
+              ) -> Propagation:
     """Predict every item's label from the labelled ones (``labels`` None/NA where unknown).
 
     ``features``: feature sets by name, rows aligned with ``labels``. Needs at least two labels with an item
     each. The candidate with the best cross-validated balanced accuracy on the labelled items predicts
     (ties: the higher mean probability of the true labels); with fewer than two items per label on average
     there is nothing to cross-validate, and label spreading on the first feature set is used as it is.
+    The candidates are cross-validated by ``workers`` processes (each the same arithmetic as alone).
     """
     y = np.array(["" if pd.isna(v) else str(v) for v in labels], dtype=object)
     labelled = np.flatnonzero(y != "")
@@ -124,7 +127,9 @@ def propagate(features: Mapping[str, np.ndarray], labels: Sequence[object], seed
     candidates = [(clf, name) for name in spaces for clf in CLASSIFIERS]
     scores: dict[tuple[str, str], tuple[float, float]] = {}
     if len(labelled) >= 2 * len(np.unique(y[labelled])):
-        scores = {(clf, name): _cv_score(clf, spaces[name], y, labelled, seed) for clf, name in candidates}
+        values = Parallel(n_jobs=min(workers, len(candidates)))(
+            delayed(_cv_score)(clf, spaces[name], y, labelled, seed) for clf, name in candidates)
+        scores = dict(zip(candidates, values, strict=True))
     best = max(candidates, key=scores.__getitem__) if scores else ("label_spreading", next(iter(spaces)))
     proba, classes = _fit_predict(best[0], spaces[best[1]], y, labelled, seed)
     top = proba.argmax(axis=1)
