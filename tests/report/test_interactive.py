@@ -26,9 +26,9 @@ from quagga.report.interactive import (
     image_crops,
     map_data,
     numeric_colours,
-    strip_opus_tags_padding,
     thumbnail_uri,
 )
+from quagga.report.media import opus_ogg
 
 
 def _decode(uri: str) -> bytes:
@@ -108,20 +108,20 @@ def test_map_data_offers_the_colourings_the_items_support() -> None:
     assert data["colour"] == data["colour_cluster"] and data["colour"][1] == NOISE_COLOUR
 
 
-def test_opus_comment_padding_is_stripped_and_the_sound_kept() -> None:
-    tone = (0.3 * np.sin(2 * np.pi * 2000 * np.arange(16000) / 48000)).astype(np.float32)
-    buf = io.BytesIO()
-    sf.write(buf, tone, 48000, format="OGG", subtype="OPUS", compression_level=0.95)
-    padded = buf.getvalue()
-    stripped = strip_opus_tags_padding(padded)
-    assert len(padded) - len(stripped) > 600  # libsndfile pads its comment header to ~790 bytes
-    decoded = [sf.read(io.BytesIO(data), dtype="float32")[0] for data in (padded, stripped)]
-    np.testing.assert_array_equal(decoded[0], decoded[1])
-    assert strip_opus_tags_padding(stripped) == stripped  # nothing left to strip
-    assert strip_opus_tags_padding(b"not ogg") == b"not ogg"
-    broken = bytearray(padded)
-    broken[28 + 19 + 31 + 8 : 28 + 19 + 31 + 12] = (10**6).to_bytes(4, "little")  # vendor length past the end
-    assert strip_opus_tags_padding(bytes(broken)) == bytes(broken)
+def test_opus_clips_decode_to_the_samples_they_were_made_of() -> None:
+    """Any length (not a whole number of Opus frames): the stream ends at the last sample, the whole band is
+    kept (a 15 kHz whistle stays), and the same samples give the same bytes."""
+    t = np.arange(13001) / CLIP_RATE
+    whistle = (0.3 * np.sin(2 * np.pi * 15000 * t) + 0.3 * np.sin(2 * np.pi * 2000 * t)).astype(np.float32)
+    ogg = opus_ogg(whistle)
+    assert ogg == opus_ogg(whistle) and len(ogg) < 4000  # 0.27 s; the PCM is 26 kB
+    decoded, rate = sf.read(io.BytesIO(ogg), dtype="float32")
+    assert rate == CLIP_RATE and len(decoded) == len(whistle)
+    spectrum = np.abs(np.fft.rfft(decoded))
+    freqs = np.fft.rfftfreq(len(decoded), 1 / CLIP_RATE)
+    for f0 in (2000, 15000):
+        band = np.abs(freqs - f0) < 200
+        assert spectrum[band].max() > 0.3 * np.abs(np.fft.rfft(whistle))[band].max()
 
 
 def test_original_crop_keeps_colour_and_context(tmp_path: Path) -> None:

@@ -151,14 +151,13 @@ def test_the_page_shows_the_same_media_with_workers(make: Any, tmp_path: Path) -
 
 
 def test_clips_are_the_same_from_run_to_run(audio_run: dict[str, Any]) -> None:
-    """libsndfile draws each Ogg stream's serial number from the clock; the clips carry a fixed one."""
+    """The Ogg stream's serial number is fixed (FFmpeg's bit-exact mode), so the same call gives the same clip."""
     path = Path(audio_run["source_root"]) / "a.flac"
     first, again = media.audio_clip_uri(path, 1.0, 1.2), media.audio_clip_uri(path, 1.0, 1.2)
     assert first == again
     ogg = base64.b64decode(first.split(",", 1)[1])
-    assert ogg[14:18] == media.OGG_SERIAL.to_bytes(4, "little")
-    assert sf.read(io.BytesIO(ogg))[0].size > 0  # checksums right: the pages decode
-    assert media.fixed_serial(b"OggS broken") == b"OggS broken"
+    decoded, rate = sf.read(io.BytesIO(ogg))  # checksums right: the pages decode
+    assert rate == media.CLIP_RATE and len(decoded) == round((0.2 + 2 * media.CLIP_CONTEXT_S) * rate)
 
 
 def test_a_recording_that_fails_partway_gives_no_clips_after_the_failure(

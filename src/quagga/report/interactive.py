@@ -57,7 +57,6 @@ from quagga.report.media import audio_clip_uri as audio_clip_uri
 from quagga.report.media import audio_clips as audio_clips
 from quagga.report.media import crop_uri as crop_uri
 from quagga.report.media import image_crops as image_crops
-from quagga.report.media import strip_opus_tags_padding as strip_opus_tags_padding
 from quagga.report.media import thumbnail_uri as thumbnail_uri
 
 log = logging.getLogger(__name__)
