@@ -176,7 +176,7 @@ def cmd_embed(args: argparse.Namespace) -> None:
     scaling = MorphologyScaling.fit(latents, index) if morphology else None
     if scaling is not None:
         latents = scaling.apply(latents, index)
-    embedding, map2d, map_nd = embed_latents(latents, params)
+    embedding, map2d, map_nd = embed_latents(latents, params, workers=args.threads)
     models = Path(args.models_dir)
     models.mkdir(parents=True, exist_ok=True)
     # how the features were scaled: a dataset projected onto these maps is scaled the same way
@@ -326,6 +326,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--params", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--models-dir", required=True)
+    p.add_argument("--threads", type=_positive_int, default=1,
+                   help="2 or more: the 2-D and the n-D map are fitted side by side")
 
     p = add("cluster", cmd_cluster, "HDBSCAN on the n-D embedding")
     p.add_argument("--embedding", required=True)

@@ -17,7 +17,7 @@ from sklearn.model_selection import cross_val_score
 from sklearn.neighbors import KNeighborsClassifier
 
 from quagga.embed.cluster import cluster_embedding
-from quagga.embed.parametric_umap import ParametricUMAP, embed_latents, umap_loss
+from quagga.embed.parametric_umap import ParametricUMAP, embed_latents, latent_matrix, umap_loss
 from quagga.params import ClusterParams, EmbedParams
 
 
@@ -127,6 +127,13 @@ def test_embed_latents_table_and_clusters() -> None:
     np.testing.assert_array_equal(table[["u_0", "u_1", "u_2"]].to_numpy(), map_nd.transform(X))
     clusters, _ = cluster_embedding(table, ClusterParams(min_cluster_size=0.1))
     assert v_measure_score(y, clusters["cluster"]) >= 0.95
+    # the two maps fitted side by side (two threads) are the maps fitted one after the other, bit for bit;
+    # each alone on the shared fuzzy graph is the map fitted on its own graph
+    side_by_side, _, _ = embed_latents(latents, params, workers=2)
+    pd.testing.assert_frame_equal(side_by_side, table, check_exact=True)
+    z = latent_matrix(latents)  # float32, in the DataFrame's memory order (BLAS sums follow it)
+    alone = ParametricUMAP(n_components=2, min_dist=params.min_dist, epochs=10, seed=0).fit(z)
+    np.testing.assert_array_equal(alone.transform(z), table[["x", "y"]].to_numpy())
 
 
 def test_embed_latents_needs_z_columns() -> None:

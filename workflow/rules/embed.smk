@@ -22,7 +22,7 @@ rule embed:
         ENV
     shell:
         "python -m quagga embed --latents {input.latents:q} --tiles {input.tiles:q} --params {params.embed:q}"
-        " --out {output.embedding:q} --models-dir {params.models:q} 2> {log:q}"
+        " --out {output.embedding:q} --models-dir {params.models:q} --threads {threads} 2> {log:q}"
 
 
 rule cluster:

@@ -8,7 +8,9 @@ and makes the map a small file that travels with the results.
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -53,6 +55,10 @@ class ParametricUMAPConfig:
     hidden: int
     seed: int
     min_steps: int = 0
+
+
+Graph = tuple[np.ndarray, np.ndarray, np.ndarray]  # edges: head, tail (int64) and membership strength (float64)
+_init_lock = threading.Lock()  # torch's random generator is global: one encoder initialised at a time
 
 
 def _encoder(n_in: int, hidden: int, n_out: int) -> nn.Sequential:
@@ -112,20 +118,17 @@ class ParametricUMAP:
         self.std_: np.ndarray | None = None
         self.loss_history_: list[float] = []
 
-    def fit(self, X: np.ndarray) -> ParametricUMAP:
-        """Build the fuzzy k-NN graph of ``X`` and train the encoder to embed it."""
+    def fit(self, X: np.ndarray, graph: Graph | None = None) -> ParametricUMAP:
+        """Build the fuzzy k-NN graph of ``X`` (or take ``graph``, :func:`fuzzy_graph`'s of ``X`` with this
+        model's n_neighbors, metric and seed) and train the encoder to embed it."""
         cfg = self.config
-        X = np.asarray(X, dtype=np.float32)
-        if X.ndim != 2 or len(X) < 3:
-            raise ValueError(f"ParametricUMAP needs a 2-D array of at least 3 items, got shape {X.shape}")
-        if not np.isfinite(X).all():
-            raise ValueError("ParametricUMAP input contains NaN or infinite values")
+        X = _checked(X)
         started = time.perf_counter()
-        head, tail, weight = self._graph(X)
+        head, tail, weight = fuzzy_graph(X, cfg.n_neighbors, cfg.metric, cfg.seed) if graph is None else graph
         graph_s = time.perf_counter() - started
         std = X.std(axis=0)
         self.mean_, self.std_ = X.mean(axis=0), np.where(std > 0, std, 1.0).astype(np.float32)
-        with torch.random.fork_rng(devices=[]):
+        with _init_lock, torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
             self.encoder = _encoder(X.shape[1], cfg.hidden, cfg.n_components)
         threads = torch.get_num_threads()
@@ -227,28 +230,36 @@ class ParametricUMAP:
     def _standardise(self, X: np.ndarray) -> np.ndarray:
         return ((X - self.mean_) / self.std_).astype(np.float32)
 
-    def _graph(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Edges (head, tail, weight) of umap-learn's fuzzy simplicial set of ``X``."""
-        cfg = self.config
-        k = min(cfg.n_neighbors, len(X) - 1)
-        if k < cfg.n_neighbors:
-            log.warning("only %d items: n_neighbors lowered from %d to %d", len(X), cfg.n_neighbors, k)
-        if len(X) < _EXACT_KNN_BELOW and cfg.metric in _EXACT_METRICS:
-            knn_dist, knn_idx = NearestNeighbors(n_neighbors=k, metric=cfg.metric).fit(X).kneighbors(X)
-            knn_dist = knn_dist.astype(np.float32)
-        else:
-            # n_jobs=1 makes NN-descent deterministic for a given random_state (as umap.UMAP does)
-            knn_idx, knn_dist, _ = nearest_neighbors(
-                X, k, cfg.metric, {}, False, np.random.RandomState(cfg.seed), n_jobs=1
-            )
-        graph, _, _ = fuzzy_simplicial_set(
-            X, k, np.random.RandomState(cfg.seed), cfg.metric, knn_indices=knn_idx, knn_dists=knn_dist
-        )
-        graph = scipy.sparse.coo_matrix(graph)
-        graph.sum_duplicates()
-        keep = graph.data > 0
-        head, tail = graph.row[keep].astype(np.int64), graph.col[keep].astype(np.int64)
-        return head, tail, graph.data[keep].astype(np.float64)
+
+def _checked(X: np.ndarray) -> np.ndarray:
+    X = np.asarray(X, dtype=np.float32)
+    if X.ndim != 2 or len(X) < 3:
+        raise ValueError(f"ParametricUMAP needs a 2-D array of at least 3 items, got shape {X.shape}")
+    if not np.isfinite(X).all():
+        raise ValueError("ParametricUMAP input contains NaN or infinite values")
+    return X
+
+
+def fuzzy_graph(X: np.ndarray, n_neighbors: int, metric: str, seed: int) -> Graph:
+    """Edges (head, tail, weight) of umap-learn's fuzzy simplicial set of ``X``. It does not depend on
+    min_dist or the output dimension, so the 2-D and the n-D maps of the same items share it."""
+    X = _checked(X)
+    k = min(n_neighbors, len(X) - 1)
+    if k < n_neighbors:
+        log.warning("only %d items: n_neighbors lowered from %d to %d", len(X), n_neighbors, k)
+    if len(X) < _EXACT_KNN_BELOW and metric in _EXACT_METRICS:
+        knn_dist, knn_idx = NearestNeighbors(n_neighbors=k, metric=metric).fit(X).kneighbors(X)
+        knn_dist = knn_dist.astype(np.float32)
+    else:
+        # n_jobs=1 makes NN-descent deterministic for a given random_state (as umap.UMAP does)
+        knn_idx, knn_dist, _ = nearest_neighbors(X, k, metric, {}, False, np.random.RandomState(seed), n_jobs=1)
+    graph, _, _ = fuzzy_simplicial_set(
+        X, k, np.random.RandomState(seed), metric, knn_indices=knn_idx, knn_dists=knn_dist
+    )
+    graph = scipy.sparse.coo_matrix(graph)
+    graph.sum_duplicates()
+    keep = graph.data > 0
+    return graph.row[keep].astype(np.int64), graph.col[keep].astype(np.int64), graph.data[keep].astype(np.float64)
 
 
 def latent_matrix(latents: pd.DataFrame) -> np.ndarray:
@@ -266,13 +277,14 @@ def _umap(params: EmbedParams, n_components: int, min_dist: float) -> Parametric
     )
 
 
-def cluster_space(latents: pd.DataFrame, params: EmbedParams) -> tuple[pd.DataFrame, ParametricUMAP]:
+def cluster_space(latents: pd.DataFrame, params: EmbedParams, graph: Graph | None = None
+                  ) -> tuple[pd.DataFrame, ParametricUMAP]:
     """Only the ``cluster_dims``-D map (min_dist ``cluster_min_dist``): item_id and u_* columns, and the model.
 
     What HDBSCAN clusters; refit alone e.g. with other seeds to measure how stable the clusters are.
     """
     X = latent_matrix(latents)
-    model = _umap(params, params.cluster_dims, params.cluster_min_dist).fit(X)
+    model = _umap(params, params.cluster_dims, params.cluster_min_dist).fit(X, graph)
     u = model.transform(X)
     table = pd.DataFrame({"item_id": latents["item_id"].to_numpy()})
     for i in range(u.shape[1]):
@@ -286,15 +298,31 @@ def cluster_map_name(cluster_dims: int) -> str:
 
 
 def embed_latents(
-    latents: pd.DataFrame, params: EmbedParams
+    latents: pd.DataFrame, params: EmbedParams, workers: int = 1
 ) -> tuple[pd.DataFrame, ParametricUMAP, ParametricUMAP]:
     """Fit a 2-D map (for plots) and a ``cluster_dims``-D map (for HDBSCAN) on the ``z_*`` columns.
 
     Clustering runs in more dimensions with min_dist ~0 because a 2-D map squeezes clusters together and
-    a positive min_dist spreads them out; the 2-D map is for the eye only.
+    a positive min_dist spreads them out; the 2-D map is for the eye only. Both are fitted on one fuzzy
+    graph; with ``workers`` >= 2 side by side, in two threads of one torch thread each (the same arithmetic
+    as one after the other, so the same maps).
     """
-    map2d = _umap(params, 2, params.min_dist).fit(latent_matrix(latents))
-    space, map_nd = cluster_space(latents, params)
-    xy = map2d.transform(latent_matrix(latents))
+    X = latent_matrix(latents)
+    graph = fuzzy_graph(X, params.n_neighbors, params.metric, params.seed)
+    fit2d = _umap(params, 2, params.min_dist).fit
+    if workers >= 2:  # both threads on one torch thread from start to end (a fit restores what it found)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            with ThreadPoolExecutor(max_workers=1, initializer=torch.set_num_threads, initargs=(1,)) as pool:
+                future = pool.submit(fit2d, X, graph)
+                space, map_nd = cluster_space(latents, params, graph)
+                map2d = future.result()
+        finally:
+            torch.set_num_threads(threads)
+    else:
+        map2d = fit2d(X, graph)
+        space, map_nd = cluster_space(latents, params, graph)
+    xy = map2d.transform(X)
     table = pd.DataFrame({"item_id": latents["item_id"].to_numpy(), "x": xy[:, 0], "y": xy[:, 1]})
     return pd.concat([table, space.drop(columns="item_id")], axis=1), map2d, map_nd
