@@ -13,7 +13,6 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 from joblib import Parallel, delayed
-from sklearn.decomposition import IncrementalPCA
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, balanced_accuracy_score
 from sklearn.neighbors import KNeighborsClassifier
@@ -21,23 +20,44 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 FRACTIONS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5)
-PCA_BATCH = 2048  # tiles per IncrementalPCA step: the pixels are streamed, never all in memory
+PCA_BATCH = 1024  # tiles read at once (64 MB of 128 x 128 float64): the pixels are streamed, never all in memory
 
 
-def pixel_pca(tiles: np.ndarray, rows: np.ndarray, n_components: int) -> np.ndarray:
-    """PCA scores of the flattened tiles ``tiles[rows]`` (e.g. a memory map), fitted without labels."""
+def pixel_pca(tiles: np.ndarray, rows: np.ndarray, n_components: int, power_iterations: int = 2,
+              seed: int = 0) -> np.ndarray:
+    """PCA scores of the flattened tiles ``tiles[rows]`` (e.g. a memory map), fitted without labels.
+
+    Randomized PCA (Halko, Martinsson and Tropp 2011, with power iterations) on the centred pixels, which
+    are streamed ``PCA_BATCH`` tiles at a time, never all in memory: every pass is a product with a thin
+    matrix, so 7,652 tiles of 128 x 128 take seconds (the incremental PCA used before did an SVD of
+    2,048 x 16,384 per batch: minutes). The components agree with an exact PCA's up to sign (tested).
+    """
+    rows = np.asarray(rows)
     n_components = min(n_components, len(rows))
-    pca = IncrementalPCA(n_components)
     batches = [rows[i : i + PCA_BATCH] for i in range(0, len(rows), PCA_BATCH)]
-    if len(batches) > 1 and len(batches[-1]) < n_components:  # every partial_fit needs >= n_components rows
-        batches[-2:] = [np.concatenate(batches[-2:])]
 
     def flat(batch: np.ndarray) -> np.ndarray:
-        return np.asarray(tiles[batch], dtype=np.float32).reshape(len(batch), -1)
+        return np.asarray(tiles[batch], dtype=np.float64).reshape(len(batch), -1)
 
-    for batch in batches:
-        pca.partial_fit(flat(batch))
-    return np.concatenate([pca.transform(flat(batch)) for batch in batches]).astype(np.float32)
+    mean = sum(flat(b).sum(axis=0) for b in batches) / len(rows)
+    width = len(mean)
+    rank = min(n_components + 20, len(rows), width)  # 20 extra directions: the leading ones come out exact
+
+    def times(right: np.ndarray) -> np.ndarray:  # (X - mean) @ right, [n, rank]
+        return np.concatenate([flat(b) @ right for b in batches]) - mean @ right
+
+    def transposed_times(left: np.ndarray) -> np.ndarray:  # (X - mean).T @ left, [width, rank]
+        out, start = np.zeros((width, left.shape[1])), 0
+        for b in batches:
+            out += flat(b).T @ left[start : start + len(b)]
+            start += len(b)
+        return out - np.outer(mean, left.sum(axis=0))
+
+    basis = np.linalg.qr(times(np.random.default_rng(seed).standard_normal((width, rank))))[0]
+    for _ in range(power_iterations):
+        basis = np.linalg.qr(times(np.linalg.qr(transposed_times(basis))[0]))[0]
+    u, singular, _ = np.linalg.svd(transposed_times(basis).T, full_matrices=False)
+    return (basis @ u[:, :n_components] * singular[:n_components]).astype(np.float32)
 
 
 def stratified_rows(labels: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
