@@ -47,12 +47,13 @@ CROP_PX = 96  # longest side of an image item's original crop (colour, as in the
 CROP_MARGIN = 0.15  # context around the box, as a share of its longer side
 CLIP_CONTEXT_S = 0.1  # sound before and after each call, so its onset and decay are heard
 CLIP_MAX_S = 3.0  # longer calls are cut: the page stays small, the start is what people listen for
-# Clips are Ogg Opus at 48 kHz (Opus's full band), 32 kbit/s: about 1.4-1.8 kB for a typical call. Vorbis needs
-# 4x that on noisy field audio, and noise is what fields sound like. Encoded with libopus through PyAV at
-# complexity 6: koumura-bird0's calls in 2.9 ms each, against 7 ms at complexity 10 (0.4 kB smaller) and 20 ms
-# with libsndfile's Opus (its low bit rates switch to the slower SILK+CELT hybrid); the whole band is kept.
+# Clips are Ogg Opus at 48 kHz (Opus's full band: a 16 kHz whistle is kept), 20 kbit/s, encoded with libopus
+# through PyAV at complexity 6: about 1.2-1.6 kB and 3-4 ms of CPU for a typical call. libsndfile's Opus (used
+# before) took 20-33 ms for the same size (its low bit rates run the slower SILK+CELT hybrid); complexity 10 at
+# 32 kbit/s takes 7-10 ms and makes noisy clips 1.3x larger. Vorbis needs 4x the bytes on noisy field audio,
+# and noise is what fields sound like. 10,000 clips fit a 40 MB page (bench/report.py).
 CLIP_RATE = 48000
-CLIP_BITRATE = 32000
+CLIP_BITRATE = 20000
 OPUS_COMPLEXITY = 6
 THUMB_BLOCK = 256  # tiles read from the store at once for thumbnails (16 MB at 128 x 128 in float32)
 CHUNKS_PER_WORKER = 4  # chunks per worker: small enough to balance the load, large enough to amortise a task
