@@ -19,6 +19,7 @@ import pytest
 import soundfile as sf
 from PIL import Image
 
+from quagga import pool
 from quagga.cli import main
 from quagga.params import ReportParams
 from quagga.report import build_report, media
@@ -211,7 +212,7 @@ def test_one_thread_starts_no_worker_process(audio_run: dict[str, Any], monkeypa
     def no_pool(*args: Any, **kwargs: Any) -> None:
         raise AssertionError("--threads 1 started a process pool")
 
-    monkeypatch.setattr(media, "ProcessPoolExecutor", no_pool)
+    monkeypatch.setattr(pool, "ProcessPoolExecutor", no_pool)
     assert main([*_results(audio_run), "--threads", "1"]) == 0
     assert main(_results(audio_run)) == 0  # the default is 1
     assert multiprocessing.active_children() == []
@@ -219,7 +220,7 @@ def test_one_thread_starts_no_worker_process(audio_run: dict[str, Any], monkeypa
 
 def test_more_threads_start_at_most_that_many_workers(audio_run: dict[str, Any],
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(media, "ProcessPoolExecutor", _CountingPool)
+    monkeypatch.setattr(pool, "ProcessPoolExecutor", _CountingPool)
     monkeypatch.setattr(_CountingPool, "asked", [])
     monkeypatch.setattr(_CountingPool, "started", [])
     omp = os.environ.get("OMP_NUM_THREADS")

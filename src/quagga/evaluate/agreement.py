@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from joblib import Parallel, delayed
 from sklearn import metrics
+
+from quagga.pool import run_tasks
 
 NOISE = -1
 
@@ -113,8 +114,7 @@ def bootstrap_intervals(
         return {}
     seeds = np.random.SeedSequence(seed).spawn(n_boot)
     parts = [seeds[i::workers] for i in range(min(workers, n_boot))]
-    draws = [d for part in Parallel(n_jobs=len(parts))(delayed(_resample_scores)(lab, clu, p) for p in parts)
-             for d in part]
+    draws = [d for part in run_tasks([(_resample_scores, (lab, clu, p)) for p in parts], workers) for d in part]
     tails = [(1 - level) / 2, 1 - (1 - level) / 2]
     return {
         name: [float(q) for q in np.quantile([float(d[name]) for d in draws], tails)]  # type: ignore[arg-type]

@@ -12,12 +12,13 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-from joblib import Parallel, delayed
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, balanced_accuracy_score
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+
+from quagga.pool import run_tasks
 
 FRACTIONS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5)
 PCA_BATCH = 1024  # tiles read at once (64 MB of 128 x 128 float64): the pixels are streamed, never all in memory
@@ -121,8 +122,7 @@ def few_label_curve(
     rng = np.random.default_rng(seed)
     draws = [(fraction, repeat, stratified_rows(y, fraction, rng)) for fraction in fractions
              for repeat in range(repeats)]
-    parts = Parallel(n_jobs=max(1, min(workers, len(draws))))(delayed(_draw_rows)(features, y, *draw) for draw in draws)
-    rows = [row for part in parts for row in part]
+    rows = [row for part in run_tasks([(_draw_rows, (features, y, *draw)) for draw in draws], workers) for row in part]
     runs = pd.DataFrame(rows)
     curve = runs.groupby(["features", "classifier", "fraction"], sort=False).agg(
         n_train=("n_train", "mean"),

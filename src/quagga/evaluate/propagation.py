@@ -30,12 +30,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from joblib import Parallel, delayed
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import balanced_accuracy_score
 from sklearn.model_selection import StratifiedKFold
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.semi_supervised import LabelSpreading
+
+from quagga.pool import run_tasks
 
 log = logging.getLogger(__name__)
 
@@ -127,8 +128,7 @@ def propagate(features: Mapping[str, np.ndarray], labels: Sequence[object], seed
     candidates = [(clf, name) for name in spaces for clf in CLASSIFIERS]
     scores: dict[tuple[str, str], tuple[float, float]] = {}
     if len(labelled) >= 2 * len(np.unique(y[labelled])):
-        values = Parallel(n_jobs=min(workers, len(candidates)))(
-            delayed(_cv_score)(clf, spaces[name], y, labelled, seed) for clf, name in candidates)
+        values = run_tasks([(_cv_score, (clf, spaces[name], y, labelled, seed)) for clf, name in candidates], workers)
         scores = dict(zip(candidates, values, strict=True))
     best = max(candidates, key=scores.__getitem__) if scores else ("label_spreading", next(iter(spaces)))
     proba, classes = _fit_predict(best[0], spaces[best[1]], y, labelled, seed)

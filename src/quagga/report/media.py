@@ -19,12 +19,7 @@ import base64
 import io
 import logging
 import math
-import multiprocessing
-import os
-import sys
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -35,6 +30,8 @@ import pandas as pd
 import soundfile as sf
 from PIL import Image
 from scipy.signal import resample_poly
+
+from quagga.pool import run_tasks
 
 if TYPE_CHECKING:
     from quagga.audio.io import AudioInfo
@@ -58,9 +55,6 @@ OPUS_COMPLEXITY = 6
 THUMB_BLOCK = 256  # tiles read from the store at once for thumbnails (16 MB at 128 x 128 in float32)
 CHUNKS_PER_WORKER = 4  # chunks per worker: small enough to balance the load, large enough to amortise a task
 MIN_CHUNK = 64  # the fewest points in a chunk: a worker costs a second or two of imports to start
-# thread counts of the numeric libraries a worker may load (BLAS, OpenMP, numba, numexpr): one each
-_ONE_THREAD = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS",
-               "NUMEXPR_NUM_THREADS", "NUMBA_NUM_THREADS")
 _READ_ERRORS = (OSError, RuntimeError, ValueError, sf.LibsndfileError)  # a recording that cannot give a clip
 
 
@@ -307,45 +301,10 @@ def _crop_batch(items: pd.DataFrame, source_root: Path, page: int, size: int) ->
 # --- running the batches: here, or in a pool of worker processes ---
 
 
-def _one_thread() -> None:
-    """A worker's start: torch (if the main module brought it in) on one thread; the rest read the environment."""
-    torch = sys.modules.get("torch")
-    if torch is not None:
-        torch.set_num_threads(1)
-
-
-@contextmanager
-def _single_threaded_env() -> Iterator[None]:
-    """The thread-count variables set to 1 while workers start (a spawned process copies the environment)."""
-    saved = {name: os.environ.get(name) for name in _ONE_THREAD}
-    os.environ.update(dict.fromkeys(_ONE_THREAD, "1"))
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
 def _run(batches: Sequence[_Batch], workers: int) -> list[Any]:
-    """Each batch's merged answer. ``workers=1``: the tasks run here, in order; more: in a pool of at most
-    ``workers`` spawned processes (never more than there are tasks), results taken back in task order."""
+    """Each batch's merged answer; the tasks run by :func:`quagga.pool.run_tasks` (``workers=1``: here)."""
     tasks = [task for batch in batches for task in batch.tasks]
-    if workers <= 1 or len(tasks) <= 1:
-        results = [function(*args) for function, args in tasks]
-    else:
-        context = multiprocessing.get_context("spawn")
-        with _single_threaded_env(), ProcessPoolExecutor(
-            max_workers=min(workers, len(tasks)), mp_context=context, initializer=_one_thread
-        ) as pool:
-            futures = [pool.submit(function, *args) for function, args in tasks]
-            try:
-                results = [future.result() for future in futures]
-            except BaseException:
-                pool.shutdown(cancel_futures=True)  # a failed task: the others are not waited for
-                raise
+    results = run_tasks(tasks, workers)
     answers, start = [], 0
     for batch in batches:
         answers.append(batch.merge(results[start : start + len(batch.tasks)]))

@@ -1,0 +1,63 @@
+"""Independent tasks in worker processes, each library in them on one thread.
+
+Used where a stage's work splits into pieces that do not talk to each other (the report's thumbnails and
+clips, the evaluation's bootstrap, few-label draws and propagation candidates). Workers are spawned, not
+forked (nothing is copied from a process that holds threads), with the thread-count variables set to 1 while
+they start, so N workers use N cores, as many as the rule was given. ``workers=1`` runs the tasks here, in
+order, with no pool; results always come back in task order, so the outputs do not depend on the count.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
+from typing import Any
+
+# thread counts of the numeric libraries a worker may load (BLAS, OpenMP, numba, numexpr): one each
+ONE_THREAD = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS",
+              "NUMEXPR_NUM_THREADS", "NUMBA_NUM_THREADS")
+Task = tuple[Callable[..., Any], tuple[Any, ...]]
+
+
+def _one_thread() -> None:
+    """A worker's start: torch (if the main module brought it in) on one thread; the rest read the environment."""
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(1)
+
+
+@contextmanager
+def single_threaded_env() -> Iterator[None]:
+    """The thread-count variables set to 1 while workers start (a spawned process copies the environment)."""
+    saved = {name: os.environ.get(name) for name in ONE_THREAD}
+    os.environ.update(dict.fromkeys(ONE_THREAD, "1"))
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def run_tasks(tasks: Sequence[Task], workers: int) -> list[Any]:
+    """Each task's ``function(*args)``, in task order. ``workers=1`` (or a single task): here, in order; more:
+    in a pool of at most ``workers`` spawned processes (never more than there are tasks); the first failure
+    cancels the tasks not yet started and is raised. The functions must be importable (module level)."""
+    if workers <= 1 or len(tasks) <= 1:
+        return [function(*args) for function, args in tasks]
+    context = multiprocessing.get_context("spawn")
+    with single_threaded_env(), ProcessPoolExecutor(
+        max_workers=min(workers, len(tasks)), mp_context=context, initializer=_one_thread
+    ) as pool:
+        futures = [pool.submit(function, *args) for function, args in tasks]
+        try:
+            return [future.result() for future in futures]
+        except BaseException:
+            pool.shutdown(cancel_futures=True)
+            raise
