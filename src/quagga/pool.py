@@ -21,6 +21,7 @@ from typing import Any
 ONE_THREAD = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS",
               "NUMEXPR_NUM_THREADS", "NUMBA_NUM_THREADS")
 Task = tuple[Callable[..., Any], tuple[Any, ...]]
+_shared: list[ProcessPoolExecutor] = []  # the pool of an open shared_workers block, if any
 
 
 def _one_thread() -> None:
@@ -45,19 +46,44 @@ def single_threaded_env() -> Iterator[None]:
                 os.environ[name] = value
 
 
+def _pool(workers: int) -> ProcessPoolExecutor:
+    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_one_thread)
+
+
+@contextmanager
+def shared_workers(workers: int) -> Iterator[None]:
+    """Every :func:`run_tasks` call inside the block (with more than one worker) uses one pool of ``workers``
+    processes, so a stage that runs several rounds of tasks starts (and imports into) its workers once."""
+    if workers <= 1 or _shared:
+        yield
+        return
+    pool = _pool(workers)
+    _shared.append(pool)
+    try:
+        yield
+    finally:
+        _shared.remove(pool)
+        pool.shutdown(cancel_futures=True)
+
+
 def run_tasks(tasks: Sequence[Task], workers: int) -> list[Any]:
     """Each task's ``function(*args)``, in task order. ``workers=1`` (or a single task): here, in order; more:
-    in a pool of at most ``workers`` spawned processes (never more than there are tasks); the first failure
-    cancels the tasks not yet started and is raised. The functions must be importable (module level)."""
+    in a pool of at most ``workers`` spawned processes (never more than there are tasks; the pool of an open
+    :func:`shared_workers` block if there is one); the first failure cancels the tasks not yet started and is
+    raised. The functions must be importable (module level)."""
     if workers <= 1 or len(tasks) <= 1:
         return [function(*args) for function, args in tasks]
-    context = multiprocessing.get_context("spawn")
-    with single_threaded_env(), ProcessPoolExecutor(
-        max_workers=min(workers, len(tasks)), mp_context=context, initializer=_one_thread
-    ) as pool:
+    own = None if _shared else _pool(min(workers, len(tasks)))
+    pool = own or _shared[0]
+    with single_threaded_env():  # workers are started as tasks are submitted
         futures = [pool.submit(function, *args) for function, args in tasks]
-        try:
-            return [future.result() for future in futures]
-        except BaseException:
-            pool.shutdown(cancel_futures=True)
-            raise
+    try:
+        return [future.result() for future in futures]
+    except BaseException:
+        for future in futures:
+            future.cancel()
+        raise
+    finally:
+        if own is not None:
+            own.shutdown(cancel_futures=True)

@@ -22,6 +22,7 @@ from quagga.evaluate.corrections import apply_corrections, read_corrections
 from quagga.evaluate.few_labels import few_label_curve, pixel_pca, stratified_rows
 from quagga.evaluate.propagation import propagate
 from quagga.params import EvaluateParams, to_dict
+from quagga.pool import shared_workers
 from quagga.tables import atomic_path
 from quagga.tiles.store import TileStore
 
@@ -46,6 +47,15 @@ def evaluate_dataset(
     ``workers``: processes for the bootstrap, the few-label curve and the propagation's cross-validation
     (the same results for any number).
     """
+    with shared_workers(workers):  # the bootstrap, curve and propagation rounds share one pool
+        return _evaluate(tiles_dir, clusters_path, latents_path, params, corrections_path, predicted_path,
+                         embedding_path, workers)
+
+
+def _evaluate(
+    tiles_dir: Path, clusters_path: Path, latents_path: Path | None, params: EvaluateParams,
+    corrections_path: Path | None, predicted_path: Path | None, embedding_path: Path | None, workers: int,
+) -> dict[str, Any]:
     store = TileStore(tiles_dir)
     items = store.index[["item_id", "label"]].astype({"item_id": str, "label": "string"})
     clusters = pd.read_parquet(clusters_path)
