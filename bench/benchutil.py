@@ -12,9 +12,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def peak_mib() -> float:
-    """This process's peak resident memory."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def peak_mib(children: bool = False) -> float:
+    """This process's peak resident memory (``children``: the largest of its finished child processes')."""
+    return resource.getrusage(resource.RUSAGE_CHILDREN if children else resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def tiles_section(config_path: Path, dataset: str | None, modality: str, resolve: bool = True) -> tuple[str, dict]:

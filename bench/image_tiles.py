@@ -2,8 +2,10 @@
 
     .venv/bin/python bench/image_tiles.py [--config config/bccd.yaml] [--repeats 3]
 
-1. tiling: `iter_image_tiles` + `write_store` for the images dataset of the config (decoding, cropping,
-   normalising, morphology features, the store on disk), in a fresh process so its peak RSS is its own;
+1. tiling: `quagga tiles --threads N` for the images dataset of the config (decoding, cropping,
+   normalising, morphology features, the store on disk; N worker processes tile blocks of the images side
+   by side, as the workflow's rule does with its threads; the `auto` values found once before, by `quagga
+   settings`), in a fresh process so its peak RSS is its own (the largest of it and its workers);
 2. the floor: decoding the same source images once each, in another fresh process.
 Both run ``--repeats`` times, interleaved; the medians are reported. Prints a table and ends with one
 JSON line.
@@ -14,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
+import os
 import sys
 import tempfile
 import time
@@ -22,19 +25,20 @@ from pathlib import Path
 from benchutil import ROOT, median, peak_mib, run_fresh, tiles_section
 
 
-def _tile_job(section: dict, out: str, queue: mp.Queue) -> None:
-    from quagga.images import iter_image_tiles
-    from quagga.params import ImageParams, from_dict, to_dict
-    from quagga.tiles.store import TileStore, write_store
+def _tile_job(section: dict, settings: str, out: str, threads: int, queue: mp.Queue) -> None:
+    from quagga.cli import main
+    from quagga.tiles.store import TileStore
 
-    params = from_dict(ImageParams, section)
     t0 = time.perf_counter()
-    n = write_store(out, iter_image_tiles(params, ROOT), to_dict(params.normalize), "images")
+    rc = main(["tiles", "--modality", "images", "--params", json.dumps(section), "--settings", settings,
+               "--base-dir", str(ROOT), "--threads", str(threads), "--out", out])
     seconds = time.perf_counter() - t0
+    if rc:
+        sys.exit(f"bench/image_tiles.py: quagga tiles failed (exit {rc})")
     store = TileStore(out)
     queue.put({
-        "tiles": n, "skipped": len(store.skipped), "images": int(store.index["source"].nunique()),
-        "seconds": seconds, "peak_mib": peak_mib(),
+        "tiles": store.shape[0], "skipped": len(store.skipped), "images": int(store.index["source"].nunique()),
+        "seconds": seconds, "peak_mib": max(peak_mib(), peak_mib(children=True)),
     })
 
 
@@ -55,26 +59,34 @@ def main() -> None:
     ap.add_argument("--config", type=Path, default=ROOT / "config" / "bccd.yaml")
     ap.add_argument("--dataset", help="dataset name in the config (default: its first images dataset)")
     ap.add_argument("--repeats", type=int, default=3, help="tiling and decoding runs (the median is reported)")
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1,
+                    help="tiling processes (default: every core, as `snakemake --cores all` gives the rule)")
     args = ap.parse_args()
-    name, section = tiles_section(args.config, args.dataset, "images")
+    name, section = tiles_section(args.config, args.dataset, "images", resolve=False)
     if not (ROOT / section["images"]).exists():
         sys.exit(f"bench/image_tiles.py: images of {name} not found at {section['images']} "
                  "(the shared data lives in ../shared/data)")
     with tempfile.TemporaryDirectory() as tmp:
-        first = run_fresh(_tile_job, section, str(Path(tmp) / "tiles"))
+        from quagga.cli import main as quagga
+
+        settings = str(Path(tmp) / "settings.json")  # the `auto` values, found once as the workflow does
+        if quagga(["settings", "--modality", "images", "--params", json.dumps(section), "--base-dir", str(ROOT),
+                   "--out", settings]):
+            sys.exit("bench/image_tiles.py: quagga settings failed")
+        first = run_fresh(_tile_job, section, settings, str(Path(tmp) / "tiles"), args.threads)
         from quagga.tiles.store import TileStore
 
         sources = sorted(TileStore(Path(tmp) / "tiles").index["source"].astype(str).unique())
         sources = [str(ROOT / s) if not Path(s).is_absolute() else s for s in sources]
         runs = [(first, run_fresh(_decode_job, sources))]
-        runs += [(run_fresh(_tile_job, section, str(Path(tmp) / f"tiles{i}")), run_fresh(_decode_job, sources))
-                 for i in range(1, args.repeats)]
+        runs += [(run_fresh(_tile_job, section, settings, str(Path(tmp) / f"tiles{i}"), args.threads),
+                  run_fresh(_decode_job, sources)) for i in range(1, args.repeats)]
     tiling = median([r[0] for r in runs], "seconds")
     floor = median([r[1] for r in runs], "seconds")
     ratio = tiling["seconds"] / floor["seconds"]
     print(f"dataset {name}: {tiling['images']} images, {floor['pixels'] / 1e6:.0f} M pixel values")
     print(f"{'step':<38}{'items':>8}{'seconds':>9}{'items/s':>9}{'peak MiB':>10}")
-    print(f"{'tiling (decode+crop+normalise+store)':<38}{tiling['tiles']:>8}{tiling['seconds']:>9.2f}"
+    print(f"{f'tiling, {args.threads} processes':<38}{tiling['tiles']:>8}{tiling['seconds']:>9.2f}"
           f"{tiling['tiles'] / tiling['seconds']:>9.0f}{tiling['peak_mib']:>10.0f}")
     print(f"{'floor: decode every image once':<38}{len(sources):>8}{floor['seconds']:>9.2f}"
           f"{len(sources) / floor['seconds']:>9.0f}{floor['peak_mib']:>10.0f}")
@@ -82,7 +94,8 @@ def main() -> None:
     print(json.dumps({
         "bench": "image_tiles", "dataset": name, "tiles": tiling["tiles"], "skipped": tiling["skipped"],
         "images": tiling["images"], "tiling_s": round(tiling["seconds"], 3),
-        "tiles_per_s": round(tiling["tiles"] / tiling["seconds"], 1), "decode_s": round(floor["seconds"], 3),
+        "tiles_per_s": round(tiling["tiles"] / tiling["seconds"], 1), "threads": args.threads,
+        "decode_s": round(floor["seconds"], 3),
         "ratio_vs_decode": round(ratio, 3), "peak_mib_tiling": round(tiling["peak_mib"]),
         "peak_mib_decode": round(floor["peak_mib"]),
     }))

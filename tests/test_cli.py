@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from quagga import __version__
@@ -90,6 +92,42 @@ def test_a_corrections_file_without_its_columns_is_one_clear_line(tmp_path: Path
     assert rc == 2
     assert f"labels_corrections {tmp_path / 'fix.csv'}: missing column(s) ['item_id', 'label']" in caplog.text
     assert not (tmp_path / "metrics.json").exists()
+
+
+def _same_store(a: Path, b: Path) -> None:
+    from quagga.tiles.store import TileStore
+
+    for name in sorted(p.name for p in a.iterdir() if p.suffix in (".bin", ".csv")):
+        assert (a / name).read_bytes() == (b / name).read_bytes(), name
+    pd.testing.assert_frame_equal(TileStore(a).index, TileStore(b).index)
+    assert TileStore(a).meta == TileStore(b).meta
+
+
+def test_tiles_in_worker_processes_are_the_store_one_process_makes(tmp_path: Path) -> None:
+    """`tiles --threads N` tiles N blocks side by side and merges them: byte for byte one process's store,
+    skipped rows included (audio: recordings with a missing one; images: segmented fields with a blank one)."""
+    from tests.audio.test_settings import write_recordings
+    from tests.images.test_detect import _field
+    from tests.images.test_iter_tiles import _png
+
+    write_recordings(tmp_path, [0.05, 0.08, 0.1] * 4)
+    calls = pd.read_csv(tmp_path / "calls.csv")
+    calls.loc[len(calls)] = {**calls.iloc[0].to_dict(), "file": "missing.wav"}
+    calls.to_csv(tmp_path / "calls.csv", index=False)
+    audio = json.dumps({"recordings": ".", "annotations": "calls.csv", "annotation_format": "csv",
+                        "label_column": "label", "spectrogram": {"tile_size": 32}})
+    for name in ("a", "b", "c"):
+        _png(tmp_path / "fields" / f"{name}.png", _field())
+    _png(tmp_path / "fields" / "blank.png", np.full((40, 40), 0.5))
+    images = json.dumps({"input": "segment", "images": "fields", "detect": {"background_sigma_px": 0}})
+    for modality, params in (("audio", audio), ("images", images)):
+        stores = {t: tmp_path / f"{modality}-{t}" for t in (1, 2, 3)}
+        for threads, out in stores.items():
+            assert main(["tiles", "--modality", modality, "--params", params, "--base-dir", str(tmp_path),
+                         "--threads", str(threads), "--out", str(out)]) == 0
+        assert not [p for p in tmp_path.iterdir() if ".blocks-" in p.name]  # the blocks are removed
+        for threads in (2, 3):
+            _same_store(stores[1], stores[threads])
 
 
 def test_a_job_given_one_thread_uses_one() -> None:

@@ -115,13 +115,36 @@ def _settings_for_tiles(args: argparse.Namespace) -> tuple[Any, dict[str, Any], 
 
 
 def cmd_tiles(args: argparse.Namespace) -> None:
-    from quagga.tiles.store import parse_shard, write_store
+    from quagga.tiles.store import merge_stores, parse_shard
 
     base_dir = Path(args.base_dir).resolve()
     params, tile_params, meta = _settings_for_tiles(args)
-    shard = parse_shard(args.shard)
+    k, n = parse_shard(args.shard)
+    if args.threads == 1:
+        write_tiles(args.modality, params, tile_params, meta, base_dir, (k, n), args.out)
+        return
+    # T workers tile T contiguous blocks of this job's recordings / images, merged in order: the store one
+    # worker would write (a job that is itself shard k of n splits into blocks k*T .. k*T+T-1 of n*T)
+    import tempfile
+
+    from quagga.pool import run_tasks
+
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.blocks-") as tmp:
+        blocks = [str(Path(tmp) / str(t)) for t in range(args.threads)]
+        run_tasks([(write_tiles, (args.modality, params, tile_params, meta, base_dir, (k * args.threads + t,
+                                  n * args.threads), block)) for t, block in enumerate(blocks)], args.threads)
+        merge_stores(out, blocks)
+
+
+def write_tiles(modality: str, params: Any, tile_params: dict, meta: dict, base_dir: Path,
+                shard: tuple[int, int], out: str) -> int:
+    """The tile store of one block (``shard``) of a dataset's recordings or images; its tile count."""
+    from quagga.tiles.store import write_store
+
     extra = None
-    if args.modality == "audio":
+    if modality == "audio":
         from quagga.audio import iter_audio_tiles
 
         items = iter_audio_tiles(params, base_dir, shard=shard)
@@ -131,8 +154,8 @@ def cmd_tiles(args: argparse.Namespace) -> None:
         items = iter_image_tiles(params, base_dir, shard=shard)
         extra = found_boxes_writer(params, base_dir)
     # one shard may hold no tile (its recordings all skipped): the merged store must not be empty
-    write_store(args.out, items, tile_params=tile_params, modality=args.modality, extra=extra,
-                allow_empty=shard[1] > 1, meta=meta)
+    return write_store(out, items, tile_params=tile_params, modality=modality, extra=extra,
+                       allow_empty=shard[1] > 1, meta=meta)
 
 
 def cmd_merge_tiles(args: argparse.Namespace) -> None:
@@ -302,6 +325,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--shard", default="0/1", help="K/N: tile only the K-th (from 0) of N contiguous blocks of the "
                                                   "recordings / images (merge the N stores with merge-tiles)")
     p.add_argument("--out", required=True)
+    p.add_argument("--threads", type=_positive_int, default=1,
+                   help="processes that tile contiguous blocks side by side (the same store as one process)")
 
     p = add("merge-tiles", cmd_merge_tiles, "concatenate the shard stores of `tiles --shard` into one store")
     p.add_argument("--out", required=True)

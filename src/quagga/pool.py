@@ -9,6 +9,7 @@ order, with no pool; results always come back in task order, so the outputs do n
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
 import sys
@@ -24,8 +25,12 @@ Task = tuple[Callable[..., Any], tuple[Any, ...]]
 _shared: list[ProcessPoolExecutor] = []  # the pool of an open shared_workers block, if any
 
 
-def _one_thread() -> None:
-    """A worker's start: torch (if the main module brought it in) on one thread; the rest read the environment."""
+def _start_worker(level: int, log_format: str | None) -> None:
+    """A worker's start: the caller's logging (its level and format, to the same stderr, so a worker's warnings
+    land in the rule's log like the caller's); torch (if the main module brought it in) on one thread, the
+    other libraries read the environment."""
+    if log_format is not None:
+        logging.basicConfig(level=level, format=log_format, stream=sys.stderr)
     torch = sys.modules.get("torch")
     if torch is not None:
         torch.set_num_threads(1)
@@ -47,8 +52,10 @@ def single_threaded_env() -> Iterator[None]:
 
 
 def _pool(workers: int) -> ProcessPoolExecutor:
+    handler = next(iter(logging.root.handlers), None)
+    log_format = getattr(handler.formatter, "_fmt", None) if handler is not None and handler.formatter else None
     return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_one_thread)
+                               initializer=_start_worker, initargs=(logging.root.level, log_format))
 
 
 @contextmanager

@@ -211,3 +211,47 @@ def test_make_tile_refuses_settings_left_auto() -> None:
     image, box = _ellipse((100, 100), 50, 50, 15, 15)
     with pytest.raises(SettingsError, match="gain"):
         make_tile(image, box, NormalizeParams(scale_mode="fit", intensity="absorbance"))
+
+
+@pytest.mark.parametrize("side, channels, crop", [(296, 3, (40, 60, 10, 200)), (296, None, (0, 296, 0, 296)),
+                                                  (1000, None, (500, 900, 0, 30)), (129, 3, (1, 128, 0, 129)),
+                                                  (128, None, (3, 9, 0, 128)), (40, 3, (0, 40, 20, 21))])
+def test_square_resize_is_skimage_resize(side: int, channels: int | None, crop: tuple[int, int, int, int]) -> None:
+    """The sparse two-product resize equals scikit-image's resize (anti-aliased when shrinking) of a canvas
+    (a field with a particle crop on it) within float32 rounding."""
+    from skimage.transform import resize
+
+    from quagga.images.normalize import square_resize
+
+    top, bottom, left, right = crop
+    rng = np.random.default_rng(side)
+    background = rng.random(channels, dtype=np.float32) if channels else 0.7
+    canvas = np.empty((side, side, *([channels] if channels else [])), dtype=np.float32)
+    canvas[...] = background
+    canvas[top:bottom, left:right] = rng.random(canvas[top:bottom, left:right].shape, dtype=np.float32)
+    expected = resize(canvas, (128, 128), order=1, mode="edge", anti_aliasing=side > 128, preserve_range=True)
+    got = square_resize(canvas, 128)
+    assert got.dtype == np.float32 and got.shape == expected.shape
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_colour_features_are_the_particles_channels_against_the_field() -> None:
+    """Per-channel mean, spread and contrast of the particle found in gray, NaN where nothing stands out."""
+    from quagga.images.features import COLOUR_FEATURES
+
+    colour = np.empty((60, 60, 3), np.float32)
+    colour[...] = (0.9, 0.8, 0.85)
+    rr, cc = draw.disk((30, 30), 12)
+    colour[rr, cc] = (0.5, 0.2, 0.6)
+    colour[rr[::2], cc[::2], 0] = 0.3  # the red channel varies inside the particle
+    gray = colour.mean(axis=-1)
+    features = particle_features(gray, local_background(gray), colour)
+    assert list(features) == FEATURES + COLOUR_FEATURES
+    red = colour[rr, cc, 0].astype(np.float64)
+    assert features["feat_mean_red"] == pytest.approx(red.mean())
+    assert features["feat_std_red"] == pytest.approx(red.std()) and red.std() > 0
+    assert features["feat_contrast_green"] == pytest.approx(0.2 - 0.8)
+    assert features["feat_std_blue"] == pytest.approx(0.0, abs=1e-7)
+    flat = np.full((20, 20, 3), 0.5, np.float32)
+    empty = particle_features(flat[..., 0], 0.5, flat)
+    assert list(empty) == FEATURES + COLOUR_FEATURES and all(np.isnan(v) for v in empty.values())

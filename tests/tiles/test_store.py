@@ -130,8 +130,10 @@ def test_merge_refuses_shards_made_otherwise(tmp_path: Path) -> None:
     write_store(tmp_path / "d", small, {"a": 1}, "audio")
     with pytest.raises(StoreError, match="sizes"):
         merge_stores(tmp_path / "m", [tmp_path / "a", tmp_path / "d"])
-    with pytest.raises(StoreError, match="every shard is empty"):
+    with pytest.raises(StoreError, match="no usable items for .*: x: z"):
         merge_stores(tmp_path / "m", _shard_stores(tmp_path / "e", [Skipped("x", "y", "z")], []))
+    with pytest.raises(StoreError, match="duplicate item_id 'f0'"):  # as write_store refuses it
+        merge_stores(tmp_path / "m", [tmp_path / "a", tmp_path / "a"])
     assert not (tmp_path / "m").exists()
 
 

@@ -12,11 +12,11 @@ rule tiles_audio:
         f"{RESULTS}/logs/tiles_audio/{{dataset}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/tiles_audio/{{dataset}}.tsv"
-    threads: 1
+    threads: workflow.cores
     resources:
         mem_mb=4000,
     conda:
         ENV
     shell:
         "python -m quagga tiles --modality audio --params {params.audio:q} --settings {input.settings:q}"
-        " --out {output:q} 2> {log:q}"
+        " --threads {threads} --out {output:q} 2> {log:q}"

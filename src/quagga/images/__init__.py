@@ -17,7 +17,7 @@ from scipy import ndimage
 from skimage.filters import threshold_otsu
 
 from quagga.images.detect import check_detect, find_particles, match_boxes
-from quagga.images.features import colour_features, particle_features, particle_mask
+from quagga.images.features import particle_features, particle_mask
 from quagga.images.io import ImageReadError, check_channel, read_pixels, to_channels, to_gray
 from quagga.images.normalize import Box, CropError, check_normalize, context_box, local_background, make_tile
 from quagga.images.particles import (
@@ -241,10 +241,9 @@ def _particle(
         "orig_height": height,
         "scale": tile.scale,
         "shrunk": tile.shrunk,
-        **particle_features(context, local_background(context)),
+        **particle_features(context, local_background(context),
+                            image[ctx.ymin : ctx.ymax, ctx.xmin : ctx.xmax] if image.ndim == 3 else None),
     }
-    if image.ndim == 3:
-        meta.update(colour_features(image[ctx.ymin : ctx.ymax, ctx.xmin : ctx.xmax], context))
     if p.orient == "canonical":
         meta.update({"pose_angle": tile.angle, "pose_flip_x": tile.flipped[0], "pose_flip_y": tile.flipped[1]})
     return TileItem(item_id=item_id, tile=tile.image, meta=meta)

@@ -141,12 +141,24 @@ def _fill_holes(mask: np.ndarray) -> np.ndarray:
     return ~np.take(reaches_edge, background)
 
 
-def particle_features(crop: np.ndarray, background: float) -> dict[str, float]:
-    """The ``feat_*`` columns of one particle; NaN when no particle stands out from the background."""
+def particle_features(crop: np.ndarray, background: float, colour: np.ndarray | None = None) -> dict[str, float]:
+    """The ``feat_*`` columns of one particle; NaN when no particle stands out from the background.
+
+    With ``colour`` (the same crop in colour, [H, W, 3]) also its colour features (:data:`COLOUR_FEATURES`),
+    of the particle found once in the gray ``crop``.
+    """
     found = _largest_particle(crop, background)
+    names = FEATURES + COLOUR_FEATURES * (colour is not None)
     if found is None:
-        return dict.fromkeys(FEATURES, float("nan"))
+        return dict.fromkeys(names, float("nan"))
     box, image = found
+    return {**_shape_features(crop, background, box, image),
+            **(_colour_features(colour, box, image) if colour is not None else {})}
+
+
+def _shape_features(crop: np.ndarray, background: float, box: tuple[slice, slice], image: np.ndarray
+                    ) -> dict[str, float]:
+    """The 35 ``feat_*`` of the particle ``image`` (its mask inside ``box`` of the gray ``crop``)."""
     patch = crop[box]
     pixels = patch[image]  # the crop's dtype, as regionprops' intensity statistics see them
     values = pixels.astype(np.float64)
@@ -401,19 +413,18 @@ def _texture(levels: np.ndarray) -> dict[str, float]:
     return {f"feat_glcm_{prop}": float(np.mean(values)) for prop, values in props.items()}
 
 
-def colour_features(crop: np.ndarray, gray: np.ndarray) -> dict[str, float]:
-    """Per-channel mean, spread and contrast to the field of the particle in a colour ``crop`` [H, W, 3]
-    (its pixels found in the gray ``gray``): a purple-stained nucleus and a pink red cell differ in hue,
-    not only in brightness. NaN when no particle stands out."""
+def _colour_features(colour: np.ndarray, box: tuple[slice, slice], mask: np.ndarray) -> dict[str, float]:
+    """Per-channel mean, spread and contrast to the field (the border of the colour crop) of the particle
+    (``mask`` inside ``box``): a purple-stained nucleus and a pink red cell differ in hue, not only in
+    brightness."""
     from quagga.images.normalize import local_background  # normalize imports nothing of this module
 
-    mask = particle_mask(gray, float(local_background(gray)))
-    if not mask.any():
-        return dict.fromkeys(COLOUR_FEATURES, float("nan"))
-    field = local_background(crop)
+    field = local_background(colour)
+    patch = colour[box]
     out = {}
     for c, name in enumerate(COLOUR_NAMES):
-        values = crop[..., c][mask].astype(np.float64)
+        values = patch[..., c][mask].astype(np.float64)
         out.update({f"feat_mean_{name}": float(values.mean()), f"feat_std_{name}": float(values.std()),
                     f"feat_contrast_{name}": float(values.mean() - field[c])})
     return out
+

@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import NamedTuple
 
 import numpy as np
-from skimage.transform import resize, rotate
+from scipy import sparse
+from skimage.transform import rotate
 
 from quagga.params import NormalizeParams
 from quagga.settings import SettingsError, is_auto
@@ -118,9 +120,7 @@ def make_tile(image: np.ndarray, box: Box, p: NormalizeParams, mask: np.ndarray 
     canvas = np.empty((side, side, *crop.shape[2:]), dtype=np.float32)
     canvas[...] = background
     canvas[context.ymin - top : context.ymax - top, context.xmin - left : context.xmax - left] = crop
-
-    size = p.tile_size
-    tile = resize(canvas, (size, size), order=1, mode="edge", anti_aliasing=side > size, preserve_range=True)
+    tile = square_resize(canvas, p.tile_size)
     absorbance = p.intensity == "absorbance"
     tile = float(p.gain) * (1.0 - tile / background) if absorbance else (tile - low) / (high - low)
     tile = np.clip(tile, 0.0, 1.0)
@@ -128,8 +128,49 @@ def make_tile(image: np.ndarray, box: Box, p: NormalizeParams, mask: np.ndarray 
         tile = 1.0 - tile
     if tile.ndim == 3:
         tile = np.moveaxis(tile, -1, 0)  # [C, S, S], as the store keeps it
-    return Tile(image=np.ascontiguousarray(tile, dtype=np.float32), scale=size / side, shrunk=shrunk,
+    return Tile(image=np.ascontiguousarray(tile, dtype=np.float32), scale=p.tile_size / side, shrunk=shrunk,
                 background=background, context=context, angle=angle, flipped=flipped)
+
+
+def square_resize(canvas: np.ndarray, size: int) -> np.ndarray:
+    """``skimage.transform.resize(canvas, (size, size), order=1, mode="edge", anti_aliasing=side > size,
+    preserve_range=True)`` of a square [side, side(, C)] canvas, as two products with one sparse matrix.
+
+    Both of resize's steps, the Gaussian anti-aliasing and the linear interpolation, are linear and act on
+    each axis alone, so one [size, side] matrix does them for rows and columns; it is built once per canvas
+    side (the fixed scale gives every tile the same). Equal to resize within float32 rounding (a test
+    checks 1e-5); 10x faster on colour tiles, which resize filters and interpolates in three dimensions.
+    """
+    side = canvas.shape[0]
+    weights = _resize_matrix(side, size)
+    rows = weights @ canvas.reshape(side, -1)  # [size, side * C]
+    columns = rows.reshape(size, side, -1).transpose(1, 0, 2).reshape(side, -1)  # [side, size * C]
+    out = (weights @ columns).reshape(size, size, -1).transpose(1, 0, 2)
+    return out.reshape((size, size, *canvas.shape[2:])).astype(np.float32)
+
+
+@lru_cache(maxsize=64)
+def _resize_matrix(side: int, size: int) -> sparse.csr_matrix:
+    """[size, side] weights of resize along one axis: scipy's Gaussian (sigma (side / size - 1) / 2,
+    truncated at 4 sigma, edges repeated) when shrinking, then its order-1 ``zoom`` with ``grid_mode``
+    (pixel centres at (i + 0.5) * side / size - 0.5, clamped to the edge pixels)."""
+    blur = sparse.identity(side, format="csr")
+    if side > size:
+        sigma = (side / size - 1) / 2
+        radius = int(4.0 * sigma + 0.5)
+        offsets = np.arange(-radius, radius + 1)
+        kernel = np.exp(-0.5 * offsets**2 / sigma**2)
+        kernel /= kernel.sum()
+        rows = np.repeat(np.arange(side), offsets.size)
+        cols = np.clip(rows + np.tile(offsets, side), 0, side - 1)
+        blur = sparse.csr_matrix((np.tile(kernel, side), (rows, cols)), shape=(side, side))
+    centre = np.clip((np.arange(size) + 0.5) * side / size - 0.5, 0, side - 1)
+    low = np.floor(centre).astype(int)
+    frac = centre - low
+    rows = np.repeat(np.arange(size), 2)
+    cols = np.stack([low, np.minimum(low + 1, side - 1)], axis=1).ravel()
+    interpolate = sparse.csr_matrix((np.stack([1 - frac, frac], axis=1).ravel(), (rows, cols)), shape=(size, side))
+    return (interpolate @ blur).astype(np.float32).tocsr()
 
 
 def context_pad(box: Box, margin: float) -> int:
@@ -198,7 +239,9 @@ def _intensity_range(crop: np.ndarray, background: float | np.ndarray, p: Normal
     if p.intensity == "absorbance" and np.min(background) <= 0:
         raise CropError("local background is black: absorbance needs a bright field "
                         "(use normalize.intensity: percentile for dark-field or fluorescence images)")
-    low, high = np.percentile(crop, [p.percentile_low, p.percentile_high])
+    # absorbance uses no bounds, only the contrast check, which min and max decide alone
+    low, high = (np.percentile(crop, [p.percentile_low, p.percentile_high]) if p.intensity == "percentile"
+                 else (crop.min(), crop.max()))
     if high <= low:
         low, high = crop.min(), crop.max()
     if high <= low:

@@ -278,7 +278,10 @@ def merge_stores(out_dir: str | Path, shard_dirs: list[str | Path]) -> int:
         raise StoreError(f"merge: the shards hold tiles of different sizes {sorted(sizes)}")
     n = sum(m["shape"][0] for m in metas)
     if n == 0:
-        raise StoreError(f"no usable items for {out_dir}: every shard is empty")
+        skipped = pd.concat([pd.read_csv(Path(s) / SKIPPED_FILE, dtype=str, keep_default_na=False)
+                             for s in shard_dirs if (Path(s) / SKIPPED_FILE).is_file()], ignore_index=True)
+        reasons = "; ".join(f"{r.source}: {r.reason}" for r in skipped.head(10).itertuples()) or "no inputs found"
+        raise StoreError(f"no usable items for {out_dir}: {reasons}")
     out_dir = Path(out_dir)
     shards = [Path(s) for s in shard_dirs]
 
@@ -288,11 +291,18 @@ def merge_stores(out_dir: str | Path, shard_dirs: list[str | Path]) -> int:
                 with open(shard / TILES_FILE, "rb") as src:
                     shutil.copyfileobj(src, fh, 16 << 20)
         index_rows = _IndexWriter(tmp / INDEX_FILE)
+        seen: set[str] = set()  # as one write_store refuses an item twice, so does the merge (across shards)
         for shard in shards:
             if (shard / INDEX_FILE).is_file():
                 part = pq.ParquetFile(shard / INDEX_FILE)
                 for group in range(part.num_row_groups):
-                    index_rows.add_frame(part.read_row_group(group).to_pandas())
+                    frame = part.read_row_group(group).to_pandas()
+                    ids = frame["item_id"].astype(str)
+                    again = ids[ids.isin(seen) | ids.duplicated()]
+                    if len(again):
+                        raise StoreError(f"duplicate item_id {again.iloc[0]!r}")
+                    seen.update(ids)
+                    index_rows.add_frame(frame)
         if index_rows.close() != n:
             raise StoreError(f"merge: the shards' indexes do not hold {n} rows as their {META_FILE} say")
         for name in sorted({p.name for shard in shards for p in shard.glob("*.csv")}):
