@@ -196,3 +196,26 @@ def test_label_next_list_plays_its_sound_and_downloads_as_csv(predicted_page) ->
     assert list(rows[0]) == ["item_id", "label", "predicted_label", "probability", "cluster", "source"]
     assert rows[2]["predicted_label"] == HOSTILE_LABEL  # data, intact, never run
     assert predicted_page.errors == []
+
+
+def test_hovering_an_image_point_shows_its_tile_and_original_crop(browser, tmp_path: Path) -> None:
+    """The media ride outside the plot's data (parsed at the first hover): both pictures decode."""
+    from test_report_parallel import _image_run
+
+    path = build_report(**_image_run(tmp_path))
+    context = browser.new_context(viewport={"width": 1300, "height": 1000})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(path.as_uri())
+    page.wait_for_function(READY)
+    page.locator("#embedding").scroll_into_view_if_needed()
+    sources = page.evaluate("() => Bokeh.documents[0].get_model_by_name('points').data.source")
+    page.mouse.move(*_point(page, next(i for i, s in enumerate(sources) if s != "gone.png")))
+    for alt in ("tile", "original"):
+        picture = page.locator(f"img[alt={alt}]").first
+        picture.wait_for(state="visible", timeout=5000)
+        assert picture.get_attribute("src").startswith("data:image/")
+        assert picture.evaluate("img => img.naturalWidth") > 0, alt
+    assert errors == []
+    context.close()
