@@ -427,4 +427,3 @@ def _colour_features(colour: np.ndarray, box: tuple[slice, slice], mask: np.ndar
         out.update({f"feat_mean_{name}": float(values.mean()), f"feat_std_{name}": float(values.std()),
                     f"feat_contrast_{name}": float(values.mean() - field[c])})
     return out
-

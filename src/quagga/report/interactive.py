@@ -233,8 +233,9 @@ def interactive_map(
     light grey behind the items, neither hovered nor selected.
     """
     data, colourings = map_data(items, thumbs, clips, crops, levels, covariates)
-    media = {kind: data[kind] for kind in MEDIA}
-    data.update({kind: list(range(len(items))) for kind in MEDIA})  # the plot keeps each point's row
+    media = {kind: data.pop(kind) for kind in MEDIA}
+    rows = list(range(len(items)))
+    data.update(thumb=rows, crop=rows)  # the tooltip's pictures by row (the player takes the selected row)
     source = ColumnDataSource(data=data, name="points")
     has_crops = crops is not None and any(crops)
     original = '<img src="@crop{uri}" style="max-width:128px;max-height:128px;border:1px solid #888" alt="original">'

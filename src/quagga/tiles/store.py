@@ -116,7 +116,7 @@ def _write_into(
     """Everything of a store into the folder ``tmp``; returns the number of tiles."""
     index_rows = _IndexWriter(tmp / INDEX_FILE)
     skipped: list[Skipped] = []
-    seen: set[int] = set()  # 64-bit digests of the item ids: a third of the memory of the ids themselves
+    seen: set[int] = set()  # _digest of every item id
     shape: tuple[int, ...] | None = None  # (C, S, S) of the first tile; every tile must match it
     with open(tmp / TILES_FILE, "wb") as fh:
         for item in items:
@@ -136,7 +136,7 @@ def _write_into(
                                  f"{shape}")
             if not np.all(np.isfinite(tile)) or tile.min() < 0 or tile.max() > 1:
                 raise StoreError(f"tile {item.item_id}: values must be finite and in [0, 1]")
-            digest = int.from_bytes(hashlib.blake2b(item.item_id.encode(), digest_size=8).digest(), "big")
+            digest = _digest(item.item_id)
             if digest in seen:
                 raise StoreError(f"duplicate item_id {item.item_id!r}")
             seen.add(digest)
@@ -146,8 +146,7 @@ def _write_into(
     skipped_df.to_csv(tmp / SKIPPED_FILE, index=False)
     n = index_rows.close()
     if n == 0 and not allow_empty:
-        reasons = "; ".join(f"{s.source}: {s.reason}" for s in skipped[:10]) or "no inputs found"
-        raise StoreError(f"no usable items for {out_dir}: {reasons}")
+        raise _no_items(out_dir, [(s.source, s.reason) for s in skipped])
     meta = {
         "shape": [n, *(shape or (1, 0, 0))],
         "dtype": dtype,
@@ -252,6 +251,17 @@ def shard_bounds(n_items: int, shard: tuple[int, int]) -> tuple[int, int]:
     return start, start + size + (k < extra)
 
 
+def _digest(item_id: str) -> int:
+    """64-bit digest of an item id: what the writers keep to refuse an id twice (a third of the id's memory)."""
+    return int.from_bytes(hashlib.blake2b(item_id.encode(), digest_size=8).digest(), "big")
+
+
+def _no_items(out_dir: str | Path, skipped: list[tuple[str, str]]) -> StoreError:
+    """The error for a store with no tile: the first skipped inputs and why."""
+    reasons = "; ".join(f"{source}: {reason}" for source, reason in skipped[:10]) or "no inputs found"
+    return StoreError(f"no usable items for {out_dir}: {reasons}")
+
+
 def merge_stores(out_dir: str | Path, shard_dirs: list[str | Path]) -> int:
     """Concatenate shard stores, in the order given, into one new store at ``out_dir``.
 
@@ -278,10 +288,9 @@ def merge_stores(out_dir: str | Path, shard_dirs: list[str | Path]) -> int:
         raise StoreError(f"merge: the shards hold tiles of different sizes {sorted(sizes)}")
     n = sum(m["shape"][0] for m in metas)
     if n == 0:
-        skipped = pd.concat([pd.read_csv(Path(s) / SKIPPED_FILE, dtype=str, keep_default_na=False)
-                             for s in shard_dirs if (Path(s) / SKIPPED_FILE).is_file()], ignore_index=True)
-        reasons = "; ".join(f"{r.source}: {r.reason}" for r in skipped.head(10).itertuples()) or "no inputs found"
-        raise StoreError(f"no usable items for {out_dir}: {reasons}")
+        raise _no_items(out_dir, [(r.source, r.reason) for s in shard_dirs if (Path(s) / SKIPPED_FILE).is_file()
+                                  for r in pd.read_csv(Path(s) / SKIPPED_FILE, dtype=str,
+                                                       keep_default_na=False).itertuples()])
     out_dir = Path(out_dir)
     shards = [Path(s) for s in shard_dirs]
 
@@ -291,17 +300,17 @@ def merge_stores(out_dir: str | Path, shard_dirs: list[str | Path]) -> int:
                 with open(shard / TILES_FILE, "rb") as src:
                     shutil.copyfileobj(src, fh, 16 << 20)
         index_rows = _IndexWriter(tmp / INDEX_FILE)
-        seen: set[str] = set()  # as one write_store refuses an item twice, so does the merge (across shards)
+        seen: set[int] = set()  # as one write_store refuses an item twice, so does the merge (across shards)
         for shard in shards:
             if (shard / INDEX_FILE).is_file():
                 part = pq.ParquetFile(shard / INDEX_FILE)
                 for group in range(part.num_row_groups):
                     frame = part.read_row_group(group).to_pandas()
-                    ids = frame["item_id"].astype(str)
-                    again = ids[ids.isin(seen) | ids.duplicated()]
-                    if len(again):
-                        raise StoreError(f"duplicate item_id {again.iloc[0]!r}")
-                    seen.update(ids)
+                    for item_id in frame["item_id"].astype(str):
+                        digest = _digest(item_id)
+                        if digest in seen:
+                            raise StoreError(f"duplicate item_id {item_id!r}")
+                        seen.add(digest)
                     index_rows.add_frame(frame)
         if index_rows.close() != n:
             raise StoreError(f"merge: the shards' indexes do not hold {n} rows as their {META_FILE} say")
