@@ -14,7 +14,7 @@ import multiprocessing
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
@@ -74,23 +74,43 @@ def shared_workers(workers: int) -> Iterator[None]:
         pool.shutdown(cancel_futures=True)
 
 
-def run_tasks(tasks: Sequence[Task], workers: int) -> list[Any]:
-    """Each task's ``function(*args)``, in task order. ``workers=1`` (or a single task): here, in order; more:
-    in a pool of at most ``workers`` spawned processes (never more than there are tasks; the pool of an open
-    :func:`shared_workers` block if there is one); the first failure cancels the tasks not yet started and is
-    raised. The functions must be importable (module level)."""
-    if workers <= 1 or len(tasks) <= 1:
-        return [function(*args) for function, args in tasks]
+class Pending:
+    """Tasks handed to :func:`submit_tasks`: running in the pool while the caller does other work, or (one
+    worker) waiting to run here, in order, when :meth:`results` is asked for."""
+
+    def __init__(self, tasks: Sequence[Task], futures: list[Future] | None, own: ProcessPoolExecutor | None):
+        self._tasks, self._futures, self._own = tasks, futures, own
+
+    def results(self) -> list[Any]:
+        """Each task's ``function(*args)``, in task order; the first failure cancels the tasks not yet started
+        and is raised."""
+        if self._futures is None:
+            return [function(*args) for function, args in self._tasks]
+        try:
+            return [future.result() for future in self._futures]
+        except BaseException:
+            for future in self._futures:
+                future.cancel()
+            raise
+        finally:
+            if self._own is not None:
+                self._own.shutdown(cancel_futures=True)
+
+
+def submit_tasks(tasks: Sequence[Task], workers: int) -> Pending:
+    """Start ``tasks`` (``(function, args)``, functions importable: module level) and return at once.
+    ``workers=1`` (or a single task outside a :func:`shared_workers` block): nothing starts,
+    :meth:`Pending.results` runs them here, in order; else a pool of at most ``workers`` spawned processes (the
+    open block's, or one of its own, never more than there are tasks) works on them while the caller goes on."""
+    if workers <= 1 or (len(tasks) <= 1 and not _shared):
+        return Pending(tasks, None, None)
     own = None if _shared else _pool(min(workers, len(tasks)))
     pool = own or _shared[0]
     with single_threaded_env():  # workers are started as tasks are submitted
         futures = [pool.submit(function, *args) for function, args in tasks]
-    try:
-        return [future.result() for future in futures]
-    except BaseException:
-        for future in futures:
-            future.cancel()
-        raise
-    finally:
-        if own is not None:
-            own.shutdown(cancel_futures=True)
+    return Pending(tasks, futures, own)
+
+
+def run_tasks(tasks: Sequence[Task], workers: int) -> list[Any]:
+    """Each task's ``function(*args)``, in task order, as :func:`submit_tasks` runs them, waited for."""
+    return submit_tasks(tasks, workers).results()

@@ -4,6 +4,7 @@ every item's label predicted from the labelled ones. Label corrections from the 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +21,9 @@ from quagga.evaluate.agreement import (
 )
 from quagga.evaluate.corrections import apply_corrections, read_corrections
 from quagga.evaluate.few_labels import few_label_curve, pixel_pca, stratified_rows
-from quagga.evaluate.propagation import propagate
+from quagga.evaluate.propagation import start_propagation
 from quagga.params import EvaluateParams, to_dict
-from quagga.pool import shared_workers
+from quagga.pool import shared_workers, submit_tasks
 from quagga.tables import atomic_path
 from quagga.tiles.store import TileStore
 
@@ -68,11 +69,18 @@ def _evaluate(
         log.info("%d labels corrected from %s (%d rows, %d problems)", corrections["n_changed"], corrections_path,
                  corrections["n_rows"], corrections["n_problems"])
     table = items.merge(clusters, on="item_id", how="inner")
+    labelled = table[table["label"].notna()]
+    # the pool's slowest tasks first (the propagation's cross-validation, the pixels' PCA): the workers are
+    # busy with them while the rest queues behind; every task is the arithmetic it is alone, in any order
+    propagation = curve = None
+    if latents_path is not None and labelled["label"].nunique() >= 2:
+        if params.few_label_repeats:  # the curve's draws wait for the PCA: it goes first
+            curve = _start_curve(store, labelled, Path(latents_path), params, workers)
+        propagation = _start_propagation(items, Path(latents_path), embedding_path, params, workers)
     metrics: dict[str, Any] = label_agreement(table["label"], table["cluster"])
     if params.bootstrap:
         metrics["intervals"] = bootstrap_intervals(table["label"], table["cluster"], params.bootstrap, seed=params.seed,
                                                   workers=workers)
-    labelled = table[table["label"].notna()]
     cont = contingency_table(labelled["label"], labelled["cluster"])
     metrics["contingency"] = {
         "labels": [str(v) for v in cont.index],
@@ -85,13 +93,11 @@ def _evaluate(
     flagged = likely_mislabelled(table, params.mislabelled_min_probability, params.mislabelled_min_purity)
     metrics["n_likely_mislabelled"] = len(flagged)
     metrics["likely_mislabelled"] = flagged.head(MISLABELLED_MAX).to_dict(orient="records")
-    if latents_path is not None and params.few_label_repeats and labelled["label"].nunique() >= 2:
-        curve = _curve(store, labelled, Path(latents_path), params, workers)
-        metrics["few_label_curve"] = curve.to_dict(orient="records")
+    if curve is not None:
+        metrics["few_label_curve"] = curve().to_dict(orient="records")
     predicted = pd.DataFrame(columns=PREDICTED_COLUMNS)
-    if latents_path is not None and labelled["label"].nunique() >= 2:
-        predicted, metrics["propagation"] = _propagation(items, Path(latents_path), embedding_path, params,
-                                                        workers)
+    if propagation is not None:
+        predicted, metrics["propagation"] = propagation()
     if corrections is not None:
         metrics["corrections"] = corrections
     if predicted_path is not None:
@@ -102,10 +108,11 @@ def _evaluate(
     return metrics
 
 
-def _propagation(
+def _start_propagation(
     items: pd.DataFrame, latents_path: Path, embedding_path: Path | None, params: EvaluateParams, workers: int = 1
-) -> tuple[pd.DataFrame, dict]:
-    """Every item's label predicted from the labelled ones, and the summary metrics.json keeps.
+) -> Callable[[], tuple[pd.DataFrame, dict]]:
+    """Every item's label predicted from the labelled ones, and the summary metrics.json keeps: started in the
+    workers, returns the wait for them.
 
     With ``propagation_keep_percent``, all but that share of each label's items are hidden (seeded draw)
     before training, and the predictions of the hidden items are scored against their labels.
@@ -126,36 +133,53 @@ def _propagation(
         hidden = np.setdiff1d(known, known[kept])
         train.iloc[hidden] = pd.NA
         summary["keep_percent"] = params.propagation_keep_percent
-    result = propagate(features, train.tolist(), seed=params.seed, workers=workers)
-    predicted = pd.DataFrame({
-        "item_id": table["item_id"], "label": table["label"], "predicted_label": result.predicted,
-        "probability": result.probability.round(4), "labelled": train.notna().to_numpy(),
-    }, columns=PREDICTED_COLUMNS)
-    summary.update({"classifier": result.classifier, "features": result.features,
-                    "cv_balanced_accuracy": result.cv_balanced_accuracy,
-                    "n_labelled": int(train.notna().sum()), "n_predicted": len(predicted)})
-    if params.propagation_keep_percent is not None:
-        truth = table["label"].iloc[hidden].astype(str).to_numpy()
-        guess = result.predicted[hidden]
-        summary["hidden"] = {"n": len(hidden), "accuracy": float(accuracy_score(truth, guess)),
-                             "balanced_accuracy": float(balanced_accuracy_score(truth, guess))}
-        log.info("propagation from %g %% of the labels: balanced accuracy %.3f on the %d hidden",
-                 params.propagation_keep_percent, summary["hidden"]["balanced_accuracy"], len(hidden))
-    return predicted, summary
+    wait = start_propagation(features, train.tolist(), seed=params.seed, workers=workers)
+
+    def finish() -> tuple[pd.DataFrame, dict]:
+        result = wait()
+        predicted = pd.DataFrame({
+            "item_id": table["item_id"], "label": table["label"], "predicted_label": result.predicted,
+            "probability": result.probability.round(4), "labelled": train.notna().to_numpy(),
+        }, columns=PREDICTED_COLUMNS)
+        summary.update({"classifier": result.classifier, "features": result.features,
+                        "cv_balanced_accuracy": result.cv_balanced_accuracy,
+                        "n_labelled": int(train.notna().sum()), "n_predicted": len(predicted)})
+        if params.propagation_keep_percent is not None:
+            truth = table["label"].iloc[hidden].astype(str).to_numpy()
+            guess = result.predicted[hidden]
+            summary["hidden"] = {"n": len(hidden), "accuracy": float(accuracy_score(truth, guess)),
+                                 "balanced_accuracy": float(balanced_accuracy_score(truth, guess))}
+            log.info("propagation from %g %% of the labels: balanced accuracy %.3f on the %d hidden",
+                     params.propagation_keep_percent, summary["hidden"]["balanced_accuracy"], len(hidden))
+        return predicted, summary
+
+    return finish
 
 
-def _curve(store: TileStore, labelled: pd.DataFrame, latents_path: Path, params: EvaluateParams, workers: int = 1
-           ) -> pd.DataFrame:
-    """The few-label curve on latents and on the pixels' PCA, over a seeded sample of labelled items."""
+def _store_pixel_pca(tiles_dir: str, rows: np.ndarray, n_components: int) -> np.ndarray:
+    """:func:`pixel_pca` of a store's tiles, read from its memory map (a worker's task: the path travels, not
+    the pixels)."""
+    return pixel_pca(TileStore(tiles_dir).tiles, rows, n_components)
+
+
+def _start_curve(store: TileStore, labelled: pd.DataFrame, latents_path: Path, params: EvaluateParams,
+                 workers: int = 1) -> Callable[[], pd.DataFrame]:
+    """The few-label curve on latents and on the pixels' PCA, over a seeded sample of labelled items: the PCA
+    started in a worker, returns the wait for the curve."""
     latents = pd.read_parquet(latents_path).set_index("item_id")
     items = labelled[labelled["item_id"].isin(latents.index)]
     if len(items) > params.few_label_max_items:
         items = items.sample(params.few_label_max_items, random_state=params.seed)
     z = latents.loc[items["item_id"]].filter(regex=r"^z_\d+$").to_numpy(dtype=np.float32)
     rows = pd.Series(np.arange(len(store.index)), index=store.index["item_id"]).loc[items["item_id"]]
-    pixels = pixel_pca(store.tiles, rows.to_numpy(), z.shape[1])
-    log.info("few-label curve on %d items (%d-D latents vs pixel PCA)", len(items), z.shape[1])
-    return few_label_curve(
-        {"latents": z, "pixels_pca": pixels}, items["label"].to_list(), repeats=params.few_label_repeats,
-        seed=params.seed, workers=workers,
-    )
+    pca = submit_tasks([(_store_pixel_pca, (str(store.path), rows.to_numpy(), z.shape[1]))], workers)
+
+    def finish() -> pd.DataFrame:
+        pixels = pca.results()[0]
+        log.info("few-label curve on %d items (%d-D latents vs pixel PCA)", len(items), z.shape[1])
+        return few_label_curve(
+            {"latents": z, "pixels_pca": pixels}, items["label"].to_list(), repeats=params.few_label_repeats,
+            seed=params.seed, workers=workers,
+        )
+
+    return finish

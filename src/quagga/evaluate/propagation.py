@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -36,7 +36,7 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.semi_supervised import LabelSpreading
 
-from quagga.pool import run_tasks
+from quagga.pool import submit_tasks
 
 log = logging.getLogger(__name__)
 
@@ -120,24 +120,36 @@ def propagate(features: Mapping[str, np.ndarray], labels: Sequence[object], seed
     there is nothing to cross-validate, and label spreading on the first feature set is used as it is.
     The candidates are cross-validated by ``workers`` processes (each the same arithmetic as alone).
     """
+    return start_propagation(features, labels, seed, workers)()
+
+
+def start_propagation(features: Mapping[str, np.ndarray], labels: Sequence[object], seed: int = 0,
+                      workers: int = 1) -> Callable[[], Propagation]:
+    """:func:`propagate` started: the candidates' cross-validation runs in ``workers`` processes while the
+    caller goes on (``workers=1``: here, when waited for); returns the wait for the result."""
     y = np.array(["" if pd.isna(v) else str(v) for v in labels], dtype=object)
     labelled = np.flatnonzero(y != "")
     if len(np.unique(y[labelled])) < 2:
         raise ValueError("label propagation needs at least two distinct labels")
     spaces = {name: np.asarray(x, dtype=np.float64) for name, x in features.items()}
     candidates = [(clf, name) for name in spaces for clf in CLASSIFIERS]
-    scores: dict[tuple[str, str], tuple[float, float]] = {}
+    pending = None
     if len(labelled) >= 2 * len(np.unique(y[labelled])):
-        values = run_tasks([(_cv_score, (clf, spaces[name], y, labelled, seed)) for clf, name in candidates], workers)
-        scores = dict(zip(candidates, values, strict=True))
-    best = max(candidates, key=scores.__getitem__) if scores else ("label_spreading", next(iter(spaces)))
-    proba, classes = _fit_predict(best[0], spaces[best[1]], y, labelled, seed)
-    top = proba.argmax(axis=1)
-    accuracy = {f"{clf} on {name}": round(score[0], 4) for (clf, name), score in scores.items()}
-    log.info("label propagation from %d labelled items: %s on %s (cross-validated balanced accuracy %s)",
-             len(labelled), *best, accuracy.get(f"{best[0]} on {best[1]}", "not measured"))
-    return Propagation(np.asarray(classes, dtype=object)[top].astype(str), proba[np.arange(len(top)), top], *best,
-                       accuracy)
+        pending = submit_tasks([(_cv_score, (clf, spaces[name], y, labelled, seed)) for clf, name in candidates],
+                               workers)
+
+    def finish() -> Propagation:
+        scores = {} if pending is None else dict(zip(candidates, pending.results(), strict=True))
+        best = max(candidates, key=scores.__getitem__) if scores else ("label_spreading", next(iter(spaces)))
+        proba, classes = _fit_predict(best[0], spaces[best[1]], y, labelled, seed)
+        top = proba.argmax(axis=1)
+        accuracy = {f"{clf} on {name}": round(score[0], 4) for (clf, name), score in scores.items()}
+        log.info("label propagation from %d labelled items: %s on %s (cross-validated balanced accuracy %s)",
+                 len(labelled), *best, accuracy.get(f"{best[0]} on {best[1]}", "not measured"))
+        return Propagation(np.asarray(classes, dtype=object)[top].astype(str), proba[np.arange(len(top)), top],
+                           *best, accuracy)
+
+    return finish
 
 
 def label_next(
