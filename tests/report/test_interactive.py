@@ -28,7 +28,7 @@ from quagga.report.interactive import (
     numeric_colours,
     thumbnail_uri,
 )
-from quagga.report.media import opus_ogg
+from quagga.report.media import _resample_filter, opus_ogg
 
 
 def _decode(uri: str) -> bytes:
@@ -106,6 +106,17 @@ def test_map_data_offers_the_colourings_the_items_support() -> None:
     assert colourings == ["cluster", "label", "recon_error", "probability", "source"]
     assert data["label"] == ["x", "(none)", "y"] and data["audio"] == ["", "", ""]
     assert data["colour"] == data["colour_cluster"] and data["colour"][1] == NOISE_COLOUR
+
+
+@pytest.mark.parametrize(("rate", "dtype"), [(32000, np.float32), (44100, np.float32), (22050, np.float64)])
+def test_clip_resampling_with_the_filter_designed_once_is_scipys_own(rate: int, dtype: type) -> None:
+    from scipy.signal import resample_poly
+
+    up, down = CLIP_RATE // np.gcd(rate, CLIP_RATE), rate // np.gcd(rate, CLIP_RATE)
+    x = np.random.default_rng(0).standard_normal(4001).astype(dtype)
+    for _ in range(2):  # the cached filter is not changed by its use
+        made = resample_poly(x, up, down, window=_resample_filter(up, down, np.dtype(dtype).str))
+        assert made.dtype == dtype and np.array_equal(made, resample_poly(x, up, down))
 
 
 def test_opus_clips_decode_to_the_samples_they_were_made_of() -> None:

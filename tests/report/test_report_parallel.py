@@ -113,8 +113,8 @@ def _media(run: dict[str, Any], workers: int) -> media.PointMedia:
     audio = index[["source", "onset_s", "offset_s"]] if "onset_s" in index else None
     boxes = index[["source", "xmin", "ymin", "xmax", "ymax"]] if "xmin" in index else None
     origin = "lower" if audio is not None else "upper"
-    return media.point_media(store.path, rows, origin, audio is None, audio, boxes, run["source_root"],
-                             workers=workers)
+    return media.start_point_media(store.path, rows, origin, audio is None, audio, boxes, run["source_root"],
+                                   workers=workers)()
 
 
 def test_workers_make_the_same_thumbnails_and_clips(audio_run: dict[str, Any]) -> None:
@@ -178,7 +178,7 @@ def test_a_recording_that_fails_partway_gives_no_clips_after_the_failure(
 
     monkeypatch.setattr(media, "_clip_uri", failing)
     whole = media.audio_clips(calls, audio_run["source_root"])
-    in_pieces = media._run([media._clip_batch(calls, audio_run["source_root"], 2)], 1)[0]
+    in_pieces = media._start([media._clip_batch(calls, audio_run["source_root"], 2)], 1)()[0]
     assert in_pieces == whole
     clips, problems = whole
     a = np.flatnonzero(calls["source"] == "a.flac")
@@ -235,5 +235,5 @@ def test_workers_run_their_libraries_on_one_thread(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("OMP_NUM_THREADS", "8")
     monkeypatch.delenv("NUMBA_NUM_THREADS", raising=False)
     batch = media._Batch([(os.getenv, ("OMP_NUM_THREADS",)), (os.getenv, ("NUMBA_NUM_THREADS",))], list)
-    assert media._run([batch], 2) == [["1", "1"]]
+    assert media._start([batch], 2)() == [["1", "1"]]
     assert os.environ["OMP_NUM_THREADS"] == "8" and "NUMBA_NUM_THREADS" not in os.environ  # as they were here

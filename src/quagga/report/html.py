@@ -28,7 +28,7 @@ import html
 import json
 import logging
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -513,18 +513,20 @@ def _metrics(metrics: Mapping[str, Any]) -> dict[str, Any]:
             "n_boot": (metrics.get("evaluate_params") or {}).get("bootstrap", "") if intervals else None}
 
 
-def _embedding(
+def _start_embedding(
     dataset: str, store: TileStore, items: pd.DataFrame, params: ReportParams, origin: str,
     source_root: Path | None, image_page: int, sounds: Sounds, workers: int = 1,
     levels: Sequence[int] | None = None, covariates: pd.DataFrame | None = None,
     reference: Reference | None = None,
-) -> tuple[dict[str, Any], str]:
-    """The interactive map (and the static figure under it) plus the page-head resources it needs.
+) -> Callable[[], tuple[dict[str, Any], str]]:
+    """The interactive map (and the static figure under it) plus the page-head resources it needs, started:
+    returns the wait for them.
 
-    The points' thumbnails and clips or crops are made by ``workers`` processes (1: here); the clips are
-    kept in ``sounds`` for the tables that show them again. ``levels``: the cluster ids the colours are spread
-    over; ``covariates``: the items' metadata (indexed like ``items``); ``reference``: its points drawn grey
-    behind (subsampled as the items are)."""
+    The points' thumbnails and clips or crops are made by ``workers`` processes (1: here, when waited for)
+    while the caller draws the sections that need none of them; the clips are kept in ``sounds`` for the
+    tables that show them again, so those are drawn after the wait. ``levels``: the cluster ids the colours
+    are spread over; ``covariates``: the items' metadata (indexed like ``items``); ``reference``: its points
+    drawn grey behind (subsampled as the items are)."""
     shown = subsample_per_cluster(items, params.max_points)
     note = (
         f"Showing {len(shown)} of {len(items)} points: subsampled per cluster (max_points = "
@@ -533,7 +535,7 @@ def _embedding(
         else f"All {len(items)} points shown. Noise and unlabelled items are grey."
     )
     if shown.empty:
-        return {"note": note, "problems": [], "map": None}, ""
+        return lambda: ({"note": note, "problems": [], "map": None}, "")
     shown_covariates = None if covariates is None else covariates.loc[shown.index].reset_index(drop=True)
     shown = shown.reset_index(drop=True)
     background = None if reference is None else subsample_per_cluster(reference.items, params.max_points)
@@ -546,21 +548,25 @@ def _embedding(
     elif source_root is not None and {"xmin", "ymin", "xmax", "ymax"} <= set(store.index.columns):
         boxes = pd.concat([shown[["source"]],
                            store.index[["xmin", "ymin", "xmax", "ymax"]].iloc[rows].reset_index(drop=True)], axis=1)
-    made = media.point_media(store.path, rows, origin, bright_field(store), audio, boxes, source_root, image_page,
-                             workers)
-    if made.clips is not None:
-        sounds.keep(rows, made.clips)
-    head, body = interactive.interactive_map(dataset, shown, made.thumbs, made.clips, made.crops, levels,
-                                             shown_covariates, background)
-    problems = made.problems
+    wait = media.start_point_media(store.path, rows, origin, bright_field(store), audio, boxes, source_root,
+                                   image_page, workers)
     png = figures.embedding_scatter(
         shown["x"].to_numpy(), shown["y"].to_numpy(), shown["cluster"].to_numpy(), shown["label"].tolist(), levels,
         None if background is None else (background["x"].to_numpy(float), background["y"].to_numpy(float)),
     )
     static = _img(png, "2-D embedding coloured by cluster and by label")
     predicted = "predicted_label" in shown and shown["predicted_label"].notna().any()
-    return {"note": note, "problems": problems, "map": Markup(body), "static": static,
-            "predicted": predicted}, head
+
+    def finish() -> tuple[dict[str, Any], str]:
+        made = wait()
+        if made.clips is not None:
+            sounds.keep(rows, made.clips)
+        head, body = interactive.interactive_map(dataset, shown, made.thumbs, made.clips, made.crops, levels,
+                                                 shown_covariates, background)
+        return {"note": note, "problems": made.problems, "map": Markup(body), "static": static,
+                "predicted": predicted}, head
+
+    return finish
 
 
 def _contingency(metrics: Mapping[str, Any], items: pd.DataFrame) -> dict[str, Any]:
@@ -1038,37 +1044,43 @@ def build_report(
     skipped = store.skipped
     log.info("report for %s: %d items, %d skipped", dataset, len(items), len(skipped))
     sounds = Sounds(store, source_root)
-    embedding, head = _embedding(dataset, store, items, params, origin, source_root, image_page, sounds, workers,
-                                 levels, covariates, reference)
+    finish_map = _start_embedding(dataset, store, items, params, origin, source_root, image_page, sounds, workers,
+                                  levels, covariates, reference)
     sheet = contact_sheet(store, items, params.n_examples, origin, cmap)
     # the HDBSCAN setting the cluster stage chose without labels, next to the configured candidates
     selection = read_table_params(clusters_path)
     info = {**(run_info or {}), "cluster_selected": selection.get("selected")}
-    page = render_page({
+    # the sections without sound clips, drawn while the workers make the map's media
+    context = {
         "dataset": dataset,
-        "head": Markup(head),  # Bokeh's inline resources: trusted, not data
         "n_examples": params.n_examples,
         "overview": _overview(items, metrics, skipped, fallbacks, selection.get("other_granularity"),
                               float(selection.get("noise_assigned") or 0.0), reference),
-        "embedding": embedding,
-        "projection": None if reference is None else _projection(store, items, reference, params, origin, cmap,
-                                                                 sounds, out_dir),
         "covariates": None if covariates is None else _covariates(covariates, items, levels, " and ".join(origins),
                                                                   out_dir),
         "metrics": _metrics(metrics),
         "contingency": _contingency(metrics, items),
-        "mislabelled": _mislabelled(store, items, metrics, params, origin, cmap, sounds),
-        "label_next": _label_next(store, items, metrics, params, origin, cmap, sounds),
         "corrections": _corrections(metrics),
         "few_labels": _few_labels(metrics),
         "labels": _labels(sheet),
-        "gallery": _gallery(store, items, params, origin, cmap, sounds),
         "examples": _examples(Path(examples_path) if examples_path else None, params, origin, cmap,
                               bright_field(store)),
-        "anomalies": _anomalies(store, items, params, origin, cmap, sounds),
         "training": _training(Path(training_curve_path) if training_curve_path else None),
         "skipped": _skipped(skipped),
         "summary": _run_details(dataset, modality, store, items, skipped, info, settings, train_record, reference),
+    }
+    embedding, head = finish_map()
+    page = render_page({
+        **context,
+        "head": Markup(head),  # Bokeh's inline resources: trusted, not data
+        "embedding": embedding,
+        # the sections that play items' clips: after the map's, which they reuse
+        "projection": None if reference is None else _projection(store, items, reference, params, origin, cmap,
+                                                                 sounds, out_dir),
+        "mislabelled": _mislabelled(store, items, metrics, params, origin, cmap, sounds),
+        "label_next": _label_next(store, items, metrics, params, origin, cmap, sounds),
+        "gallery": _gallery(store, items, params, origin, cmap, sounds),
+        "anomalies": _anomalies(store, items, params, origin, cmap, sounds),
     })
     if sheet is not None:
         with atomic_path(out_dir / CONTACT_SHEET_FILE) as tmp_sheet:

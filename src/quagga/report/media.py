@@ -1,7 +1,7 @@
 """What the map shows of each point: a thumbnail of its tile, and its sound clip (audio) or original crop (images).
 
 Each is a data URI (JPEG thumbnails and crops, Ogg Opus clips), so the page needs nothing beside itself.
-A point's media depend only on its own tile or recording, so :func:`point_media` cuts the points into
+A point's media depend only on its own tile or recording, so :func:`start_point_media` cuts the points into
 chunks and shares them among ``workers`` processes (started with 'spawn': nothing is forked from a
 process that holds threads, and each worker runs its libraries on one thread); with ``workers=1`` they are
 made here, in order, with no pool. A recording's header is read once, here, for all its calls (a chunk
@@ -16,6 +16,7 @@ sound at complexity 6 (libsndfile's Opus, used before, about 55 ms at the same s
 from __future__ import annotations
 
 import base64
+import functools
 import io
 import logging
 import math
@@ -29,9 +30,9 @@ import numpy as np
 import pandas as pd
 import soundfile as sf
 from PIL import Image
-from scipy.signal import resample_poly
+from scipy.signal import firwin, resample_poly
 
-from quagga.pool import run_tasks
+from quagga.pool import submit_tasks
 
 if TYPE_CHECKING:
     from quagga.audio.io import AudioInfo
@@ -125,11 +126,20 @@ def _clip_uri(recording: AudioInfo, onset_s: float, offset_s: float) -> str:
         mono = np.zeros(1, np.float32)
     if rate != CLIP_RATE:
         common = math.gcd(rate, CLIP_RATE)
-        mono = resample_poly(mono, CLIP_RATE // common, rate // common)
+        up, down = CLIP_RATE // common, rate // common
+        mono = resample_poly(mono, up, down, window=_resample_filter(up, down, np.dtype(mono.dtype).str))
     peak = float(np.abs(mono).max()) if len(mono) else 0.0
     if peak > 0:
         mono = mono * (0.8 / peak)  # faint calls audible, headroom for the codec; the map shows loudness
     return "data:audio/ogg;base64," + base64.b64encode(opus_ogg(mono)).decode("ascii")
+
+
+@functools.lru_cache(maxsize=8)
+def _resample_filter(up: int, down: int, dtype: str) -> np.ndarray:
+    """The low-pass filter ``resample_poly`` designs for ``up``/``down`` (its default Kaiser window, in the
+    samples' dtype), designed once per rate instead of once per clip (half of a clip's resampling time)."""
+    rate = max(up, down)
+    return firwin(2 * 10 * rate + 1, 1.0 / rate, window=("kaiser", 5.0)).astype(dtype)
 
 
 def opus_ogg(mono: np.ndarray) -> bytes:
@@ -301,15 +311,21 @@ def _crop_batch(items: pd.DataFrame, source_root: Path, page: int, size: int) ->
 # --- running the batches: here, or in a pool of worker processes ---
 
 
-def _run(batches: Sequence[_Batch], workers: int) -> list[Any]:
-    """Each batch's merged answer; the tasks run by :func:`quagga.pool.run_tasks` (``workers=1``: here)."""
+def _start(batches: Sequence[_Batch], workers: int) -> Callable[[], list[Any]]:
+    """The batches' tasks started by :func:`quagga.pool.submit_tasks` (``workers=1``: run here when waited for);
+    returns the wait, which gives each batch's merged answer."""
     tasks = [task for batch in batches for task in batch.tasks]
-    results = run_tasks(tasks, workers)
-    answers, start = [], 0
-    for batch in batches:
-        answers.append(batch.merge(results[start : start + len(batch.tasks)]))
-        start += len(batch.tasks)
-    return answers
+    pending = submit_tasks(tasks, workers)
+
+    def wait() -> list[Any]:
+        results = pending.results()
+        answers, start = [], 0
+        for batch in batches:
+            answers.append(batch.merge(results[start : start + len(batch.tasks)]))
+            start += len(batch.tasks)
+        return answers
+
+    return wait
 
 
 def _chunk_size(n: int, workers: int) -> int:
@@ -332,13 +348,14 @@ class PointMedia:
     problems: list[str]
 
 
-def point_media(
+def start_point_media(
     tiles_dir: Path, rows: Sequence[int], origin: str, invert: bool = False, audio: pd.DataFrame | None = None,
     boxes: pd.DataFrame | None = None, source_root: Path | None = None, page: int = 0, workers: int = 1,
-) -> PointMedia:
+) -> Callable[[], PointMedia]:
     """Thumbnails of the store's tiles at ``rows`` and, with ``source_root``, clips of ``audio`` (columns
     source, onset_s, offset_s) or crops of ``boxes`` (columns source, xmin, ymin, xmax, ymax), one row per
-    point, made by ``workers`` processes (1: here, no pool). ``invert``: tiles shown as ``1 - tile``."""
+    point, started in ``workers`` processes (1: made here, when waited for, no pool) while the caller goes
+    on with the rest of the page; returns the wait for them. ``invert``: tiles shown as ``1 - tile``."""
     size = _chunk_size(len(rows), workers)
     batches = [_thumbnail_batch(tiles_dir, rows, origin, invert, size)]
     kind = None
@@ -348,9 +365,14 @@ def point_media(
     elif source_root is not None and boxes is not None:
         kind = "crops"
         batches.append(_crop_batch(boxes.reset_index(drop=True), Path(source_root), page, size))
-    thumbs, *extra = _run(batches, workers)
-    media, problems = extra[0] if extra else (None, [])
-    return PointMedia(thumbs, media if kind == "clips" else None, media if kind == "crops" else None, problems)
+    wait = _start(batches, workers)
+
+    def made() -> PointMedia:
+        thumbs, *extra = wait()
+        media, problems = extra[0] if extra else (None, [])
+        return PointMedia(thumbs, media if kind == "clips" else None, media if kind == "crops" else None, problems)
+
+    return made
 
 
 def audio_clips(items: pd.DataFrame, source_root: Path, workers: int = 1) -> tuple[list[str], list[str]]:
@@ -360,7 +382,7 @@ def audio_clips(items: pd.DataFrame, source_root: Path, workers: int = 1) -> tup
     problem line; the map is still drawn.
     """
     batch = _clip_batch(items, Path(source_root), _chunk_size(len(items), workers))
-    return _run([batch], workers)[0]
+    return _start([batch], workers)()[0]
 
 
 def image_crops(items: pd.DataFrame, source_root: Path, page: int = 0, workers: int = 1) -> tuple[list[str], list[str]]:
@@ -371,4 +393,4 @@ def image_crops(items: pd.DataFrame, source_root: Path, page: int = 0, workers: 
     problem line; the map is still drawn.
     """
     batch = _crop_batch(items, Path(source_root), page, _chunk_size(len(items), workers))
-    return _run([batch], workers)[0]
+    return _start([batch], workers)()[0]
