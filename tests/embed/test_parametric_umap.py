@@ -148,3 +148,34 @@ def test_transform_many_new_points_in_pieces_equals_at_once(fitted: ParametricUM
     assert whole.shape == (10_000, 2) and whole.dtype == np.float32 and np.isfinite(whole).all()
     np.testing.assert_allclose(np.vstack([fitted.transform(X_new[:4000]), fitted.transform(X_new[4000:])]), whole,
                                rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("data", ["scales", "duplicates"])
+def test_fuzzy_graph_is_umap_learns_within_float32_rounding(data: str) -> None:
+    """The numpy fuzzy graph has umap-learn's edges and weights (within 1e-5: the exponentials are rounded from
+    float64, umap-learn's numba ones are not exact), also with coincident points (zero distances, rho 0)."""
+    import scipy.sparse
+    from sklearn.neighbors import NearestNeighbors
+    from umap.umap_ import find_ab_params as umap_ab
+    from umap.umap_ import fuzzy_simplicial_set
+
+    from quagga.embed.parametric_umap import find_ab_params, fuzzy_graph
+
+    rng = np.random.default_rng(0)
+    if data == "scales":  # features from 0.01 to 100 across
+        X = (rng.standard_normal((1500, 8)) * rng.uniform(0.01, 100, 8)).astype(np.float32)
+    else:
+        X = rng.standard_normal((400, 5)).astype(np.float32)
+        X[100:150], X[200:203] = X[0], X[5]
+    dist, idx = NearestNeighbors(n_neighbors=15).fit(X).kneighbors(X)
+    expected, _, _ = fuzzy_simplicial_set(X, 15, np.random.RandomState(0), "euclidean", knn_indices=idx,
+                                          knn_dists=dist.astype(np.float32))
+    expected = scipy.sparse.coo_matrix(expected)
+    expected.sum_duplicates()
+    head, tail, weight = fuzzy_graph(X, 15, "euclidean", seed=0)
+    keep = expected.data > 0
+    np.testing.assert_array_equal(head, expected.row[keep])
+    np.testing.assert_array_equal(tail, expected.col[keep])
+    np.testing.assert_allclose(weight, expected.data[keep], rtol=0, atol=1e-5)
+    assert weight.min() > 0 and weight.max() <= 1
+    assert all(umap_ab(1.0, d) == find_ab_params(1.0, d) for d in (0.0, 0.1, 0.5))

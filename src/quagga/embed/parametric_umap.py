@@ -3,6 +3,11 @@
 umap-learn's own ParametricUMAP needs TensorFlow; this one follows it (Sainburg et al. 2021) with a plain
 torch loop. A learned encoder (rather than a fixed point cloud) lets new items be placed on an existing map
 and makes the map a small file that travels with the results.
+
+The fuzzy graph is umap-learn's arithmetic (``smooth_knn_dist``, ``compute_membership_strengths`` and the
+fuzzy union of ``fuzzy_simplicial_set``) written with numpy over all items at once: umap-learn's numba
+kernels are compiled in every fresh process (``parallel=True``), 5-9 s per stage on 2 cores, where the
+arithmetic itself takes a fraction of a second. umap-learn is imported only for NN-descent on large sets.
 """
 
 from __future__ import annotations
@@ -19,9 +24,9 @@ import numpy as np
 import pandas as pd
 import scipy.sparse
 import torch
+from scipy.optimize import curve_fit
 from sklearn.neighbors import NearestNeighbors
 from torch import nn
-from umap.umap_ import find_ab_params, fuzzy_simplicial_set, nearest_neighbors
 
 from quagga.params import EmbedParams
 
@@ -33,6 +38,8 @@ _TRANSFORM_CHUNK = 65536
 # Up to this many items the neighbours are exact (scikit-learn): 20,000 x 32 take about 7 s on 2 busy cores,
 # less than NN-descent's numba compile (60-90 s in every fresh process) costs; umap.UMAP switches at 4,096.
 # Metrics sklearn knows under the same name and meaning as umap-learn.
+_SMOOTH_K_ITERATIONS, _SMOOTH_K_TOLERANCE, _MIN_K_DIST_SCALE = 64, 1e-5, 1e-3  # umap-learn's constants
+_FLOAT32_MAX = np.float32(np.finfo(np.float32).max)
 _EXACT_KNN_BELOW = 25000
 _EXACT_METRICS = frozenset(
     {"euclidean", "l2", "manhattan", "l1", "cityblock", "cosine", "correlation", "chebyshev", "canberra",
@@ -240,23 +247,97 @@ def _checked(X: np.ndarray) -> np.ndarray:
     return X
 
 
+def find_ab_params(spread: float, min_dist: float) -> tuple[float, float]:
+    """umap-learn's ``find_ab_params``: the curve 1 / (1 + a d^(2b)) fitted to the offset exponential decay
+    with ``spread`` and ``min_dist`` that the low-dimensional similarities should follow."""
+    def curve(x: np.ndarray, a: float, b: float) -> np.ndarray:
+        return 1.0 / (1.0 + a * x ** (2 * b))
+
+    xv = np.linspace(0, spread * 3, 300)
+    yv = np.zeros(xv.shape)
+    yv[xv < min_dist] = 1.0
+    yv[xv >= min_dist] = np.exp(-(xv[xv >= min_dist] - min_dist) / spread)
+    params, _ = curve_fit(curve, xv, yv)
+    return params[0], params[1]
+
+
+def _exp32(x: np.ndarray) -> np.ndarray:
+    """exp of float32 values, rounded from float64: the same on every CPU (numpy's float32 exp depends on the
+    SIMD path taken), and within an ulp of umap-learn's numba exp (which matches neither bit for bit)."""
+    with np.errstate(over="ignore"):  # where the caller takes 1 instead (distances within rho)
+        return np.exp(x.astype(np.float64)).astype(np.float32)
+
+
+def smooth_knn_dist(knn_dist: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """umap-learn's ``smooth_knn_dist`` (local connectivity 1, bandwidth 1) for every row at once: per item,
+    rho (its nearest non-zero distance) and sigma (found by bisection, so that its neighbours' memberships
+    sum to log2 k). The same float32 steps in the same order, but for the exponential (see :func:`_exp32`),
+    so sigma agrees with umap-learn's within about 1e-5 (a row's bisection may stop a step apart)."""
+    dist = np.ascontiguousarray(knn_dist, dtype=np.float32)
+    n, k = dist.shape
+    target = np.log2(float(k))
+    positive = dist > 0
+    first = positive.argmax(axis=1)
+    rho = np.where(positive.any(axis=1), dist[np.arange(n), first], np.float32(0)).astype(np.float32)
+    lo = np.zeros(n, np.float32)
+    hi = np.full(n, _FLOAT32_MAX, np.float32)
+    mid = np.ones(n, np.float32)
+    active = np.ones(n, bool)
+    for _ in range(_SMOOTH_K_ITERATIONS):
+        rows = np.flatnonzero(active)
+        if not len(rows):
+            break
+        d_rows, rho_rows, mid_rows = dist[rows], rho[rows], mid[rows]
+        psum = np.zeros(len(rows), np.float32)
+        for j in range(1, k):  # column by column: umap-learn's order of the float32 sum
+            d = d_rows[:, j] - rho_rows
+            psum += np.where(d > 0, _exp32(-(d / mid_rows)), np.float32(1.0))
+        done = np.abs(psum.astype(np.float64) - target) < _SMOOTH_K_TOLERANCE
+        above = (psum > target) & ~done
+        below = ~above & ~done
+        hi[rows[above]] = mid_rows[above]
+        lo[rows[below]] = mid_rows[below]
+        doubling = below & (hi[rows] >= _FLOAT32_MAX)
+        halving = (above | below) & ~doubling
+        mid[rows[doubling]] = mid_rows[doubling] * np.float32(2)
+        mid[rows[halving]] = ((lo[rows[halving]] + hi[rows[halving]]) / np.float32(2)).astype(np.float32)
+        active[rows[done]] = False
+    floor = np.where(rho > 0, dist.mean(axis=1, dtype=np.float32), dist.mean(dtype=np.float32)) * _MIN_K_DIST_SCALE
+    sigma = np.where(mid < floor, floor, mid).astype(np.float32)
+    return sigma, rho
+
+
 def fuzzy_graph(X: np.ndarray, n_neighbors: int, metric: str, seed: int) -> Graph:
-    """Edges (head, tail, weight) of umap-learn's fuzzy simplicial set of ``X``. It does not depend on
-    min_dist or the output dimension, so the 2-D and the n-D maps of the same items share it."""
+    """Edges (head, tail, weight) of umap-learn's fuzzy simplicial set of ``X`` (see the module's note). It does
+    not depend on min_dist or the output dimension, so the 2-D and the n-D maps of the same items share it."""
     X = _checked(X)
     k = min(n_neighbors, len(X) - 1)
     if k < n_neighbors:
         log.warning("only %d items: n_neighbors lowered from %d to %d", len(X), n_neighbors, k)
     if len(X) < _EXACT_KNN_BELOW and metric in _EXACT_METRICS:
         knn_dist, knn_idx = NearestNeighbors(n_neighbors=k, metric=metric).fit(X).kneighbors(X)
-        knn_dist = knn_dist.astype(np.float32)
     else:
+        from umap.umap_ import nearest_neighbors
+
         # n_jobs=1 makes NN-descent deterministic for a given random_state (as umap.UMAP does)
         knn_idx, knn_dist, _ = nearest_neighbors(X, k, metric, {}, False, np.random.RandomState(seed), n_jobs=1)
-    graph, _, _ = fuzzy_simplicial_set(
-        X, k, np.random.RandomState(seed), metric, knn_indices=knn_idx, knn_dists=knn_dist
-    )
-    graph = scipy.sparse.coo_matrix(graph)
+    knn_dist = knn_dist.astype(np.float32)
+    sigma, rho = smooth_knn_dist(knn_dist)
+    # compute_membership_strengths: exp(-(d - rho) / sigma), 1 within rho, 0 to the item itself
+    over = knn_dist - rho[:, None]
+    with np.errstate(divide="ignore", invalid="ignore"):  # sigma 0: the value is 1 below
+        vals = _exp32(-(over / sigma[:, None]))
+    vals = np.where((over <= 0) | (sigma[:, None] == 0), np.float32(1.0), vals).astype(np.float32)
+    vals[(knn_idx == np.arange(len(X))[:, None]) | (knn_idx < 0)] = 0.0  # itself; -1: a neighbour not found
+    n = len(X)
+    tails = np.where(knn_idx < 0, 0, knn_idx).ravel()
+    result = scipy.sparse.coo_matrix((vals.ravel(), (np.repeat(np.arange(n), k), tails)), shape=(n, n))
+    result.eliminate_zeros()
+    transpose = result.transpose()
+    product = result.multiply(transpose)
+    result = 1.0 * (result + transpose - product) + (1.0 - 1.0) * product  # the fuzzy union (set_op_mix_ratio 1)
+    result.eliminate_zeros()
+    graph = scipy.sparse.coo_matrix(result)
     graph.sum_duplicates()
     keep = graph.data > 0
     return graph.row[keep].astype(np.int64), graph.col[keep].astype(np.int64), graph.data[keep].astype(np.float64)
