@@ -13,10 +13,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from quagga.models.train import resolve_precision
-from quagga.models.vae import TileAutoencoder
+from quagga.models.networks import TileCodec, TileScoring
+from quagga.models.precision import resolve_precision
 from quagga.tables import atomic_path, write_table
-from quagga.tiles.dataset import split_indices
+from quagga.tiles.split import split_indices
 from quagga.tiles.store import StoreError, TileStore
 
 log = logging.getLogger(__name__)
@@ -27,12 +27,12 @@ ENCODE_BATCH_SIZE = 512
 N_INTERPOLATION = 8
 
 
-def load_autoencoder(checkpoint: Path, device: str | torch.device = "cpu") -> TileAutoencoder:
-    """The model in a Lightning checkpoint written by ``train_model``, in eval mode."""
+def load_autoencoder(checkpoint: Path, device: str | torch.device = "cpu") -> TileCodec:
+    """The networks of a Lightning checkpoint written by ``train_model``, in eval mode (without Lightning)."""
     ckpt = torch.load(checkpoint, map_location=device, weights_only=True)
     if "hyper_parameters" not in ckpt or "state_dict" not in ckpt:
         raise ValueError(f"{checkpoint} is not a quagga model checkpoint (no hyper_parameters/state_dict)")
-    model = TileAutoencoder(**ckpt["hyper_parameters"])
+    model = TileCodec(ckpt["hyper_parameters"])
     model.load_state_dict(ckpt["state_dict"])
     return model.to(device).eval()
 
@@ -105,7 +105,7 @@ def held_out_rows(hparams: dict, n_items: int) -> np.ndarray | None:
 
 
 def write_examples(
-    model: TileAutoencoder,
+    model: TileScoring,
     store: TileStore,
     latents: np.ndarray,
     path: Path,

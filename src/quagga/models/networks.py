@@ -8,10 +8,15 @@ small linear bottleneck links the two halves.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
+from quagga.models.losses import kl_per_item, reconstruction_per_item
+
 MAX_CHANNELS = 256  # channel width stops doubling here, so deep stacks stay cheap
+LOGVAR_LIMIT = 10.0  # |log-variance| bound: exp() can neither overflow nor collapse to exactly zero
 
 
 def stage_channels(base_channels: int, depth: int) -> list[int]:
@@ -82,3 +87,58 @@ class Decoder(nn.Module):
     def forward(self, z: Tensor) -> Tensor:
         h = self.project(z).view(-1, *self.shape).contiguous(memory_format=torch.channels_last)
         return self.upsample(h)
+
+
+class TileScoring:
+    """What a trained autoencoder does with tiles, shared by the Lightning module that trains it and the plain
+    :class:`TileCodec` that encodes with it: needs ``encoder``, ``decoder`` and ``hparams["recon_loss"]``."""
+
+    encoder: Encoder
+    decoder: Decoder
+    hparams: Any
+    variational: bool
+
+    def encode(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
+        """Posterior mean and log-variance of ``x`` (log-variance ``None`` for the plain autoencoder)."""
+        mean, logvar = self.encoder(x)
+        return mean, None if logvar is None else logvar.clamp(-LOGVAR_LIMIT, LOGVAR_LIMIT)
+
+    def decode(self, z: Tensor) -> Tensor:
+        """Tiles in [0, 1] decoded from latents ``z``."""
+        return torch.sigmoid(self.decoder(z))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Deterministic reconstruction (decoded posterior mean)."""
+        return self.decode(self.encode(x)[0])
+
+    def predict_step(self, batch: Tensor, batch_idx: int = 0) -> dict[str, Tensor]:
+        """Posterior mean, per-item mean squared error and negative ELBO (both at the posterior mean).
+
+        Scoring at the mean rather than a sample keeps scores deterministic; the negative ELBO uses the
+        unweighted KL (beta = 1), and for the plain autoencoder it is the reconstruction term alone.
+        """
+        mean, logvar = self.encode(batch)
+        logits = self.decoder(mean)
+        neg_elbo = reconstruction_per_item(logits, batch, self.hparams["recon_loss"])
+        if logvar is not None:
+            neg_elbo = neg_elbo + kl_per_item(mean, logvar)
+        recon_error = (torch.sigmoid(logits) - batch).square().flatten(1).mean(dim=1)
+        return {"mean": mean, "recon_error": recon_error, "neg_elbo": neg_elbo}
+
+
+class TileCodec(TileScoring, nn.Module):
+    """A trained autoencoder's networks from its checkpoint's hyperparameters, for encoding, scoring and
+    sampling without Lightning (importing it costs every stage that only encodes seconds). The parameter
+    names are the Lightning module's, so its checkpoint's state dict loads as it is."""
+
+    def __init__(self, hparams: dict[str, Any]):
+        super().__init__()
+        self.hparams = dict(hparams)
+        self.variational = self.hparams.get("model", "vae") == "vae"
+        size, dim = self.hparams.get("tile_size", 128), self.hparams.get("latent_dim", 32)
+        width, depth = self.hparams.get("base_channels", 16), self.hparams.get("depth", 5)
+        channels = self.hparams.get("channels", 1)
+        self.hparams.setdefault("recon_loss", "mse")
+        self.encoder = Encoder(size, dim, width, depth, variational=self.variational, in_channels=channels)
+        self.decoder = Decoder(size, dim, width, depth, out_channels=channels)
+        self.to(memory_format=torch.channels_last)

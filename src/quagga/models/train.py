@@ -29,6 +29,7 @@ from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from quagga import __version__
+from quagga.models.precision import on_cpu, resolve_precision
 from quagga.models.vae import TileAutoencoder
 from quagga.params import TrainParams, to_dict
 from quagga.settings import Choices, is_auto
@@ -227,7 +228,7 @@ def train_model(store_dir: Path, params: TrainParams, out_dir: Path) -> Path:
             StepSeed(params.seed),
         ],
         logger=CSVLogger(out_dir, name="logs"),
-        deterministic=True if _on_cpu(params.accelerator) else "warn",
+        deterministic=True if on_cpu(params.accelerator) else "warn",
         enable_progress_bar=sys.stderr.isatty(),
         enable_model_summary=False,
         log_every_n_steps=1,
@@ -292,29 +293,6 @@ def _distributed_note(trainer: L.Trainer) -> str:
         return ""
     env = type(trainer.strategy.cluster_environment).__name__
     return f", {type(trainer.strategy).__name__} rank {trainer.global_rank} of {trainer.world_size} ({env})"
-
-
-def resolve_precision(precision: str, accelerator: str) -> str:
-    """Lightning precision for ``precision: auto``: bf16 mixed where the hardware computes in bf16.
-
-    On such CPUs (AVX-512 BF16 or AMX, as oneDNN reports) and GPUs (Ampere on) the default model trains
-    faster in bf16 at the same reconstruction quality (``bench/train_speed.py``); elsewhere bf16 would
-    be emulated and slower, so fp32.
-    """
-    if precision != "auto":
-        return precision
-    if _on_cpu(accelerator):
-        try:
-            native = torch.backends.mkldnn.is_available() and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-        except (AttributeError, RuntimeError):  # a torch build without the query
-            native = False
-    else:
-        native = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    return "bf16-mixed" if native else "32-true"
-
-
-def _on_cpu(accelerator: str) -> bool:
-    return accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available())
 
 
 def _run_key(params: TrainParams, store: TileStore) -> dict[str, Any]:

@@ -12,12 +12,11 @@ import lightning as L
 import torch
 from torch import Tensor
 
-from quagga.models.losses import RECON_LOSSES, autoencoder_terms, kl_per_item, reconstruction_per_item
-from quagga.models.networks import Decoder, Encoder
+from quagga.models.losses import RECON_LOSSES, autoencoder_terms
+from quagga.models.networks import Decoder, Encoder, TileScoring
 
 MODELS = ("vae", "ae")
 AUGMENTATIONS = ("none", "dihedral")
-LOGVAR_LIMIT = 10.0  # |log-variance| bound: exp() can neither overflow nor collapse to exactly zero
 
 
 def view_distance(mean: Tensor) -> Tensor:
@@ -32,7 +31,7 @@ class NonFiniteLossError(FloatingPointError):
     """The training objective became NaN or infinite."""
 
 
-class TileAutoencoder(L.LightningModule):
+class TileAutoencoder(TileScoring, L.LightningModule):
     """Convolutional (variational) autoencoder of ``[B, C, S, S]`` tiles in [0, 1] (C from the store).
 
     ``tile_params`` are the parameters that made the training tiles; they ride along in the checkpoint
@@ -81,19 +80,6 @@ class TileAutoencoder(L.LightningModule):
                                in_channels=channels)
         self.decoder = Decoder(tile_size, latent_dim, base_channels, depth, out_channels=channels)
         self.to(memory_format=torch.channels_last)
-
-    def encode(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
-        """Posterior mean and log-variance of ``x`` (log-variance ``None`` for the plain autoencoder)."""
-        mean, logvar = self.encoder(x)
-        return mean, None if logvar is None else logvar.clamp(-LOGVAR_LIMIT, LOGVAR_LIMIT)
-
-    def decode(self, z: Tensor) -> Tensor:
-        """Tiles in [0, 1] decoded from latents ``z``."""
-        return torch.sigmoid(self.decoder(z))
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Deterministic reconstruction (decoded posterior mean)."""
-        return self.decode(self.encode(x)[0])
 
     def kl_weight(self, stage: str) -> float:
         """Beta, ramped up linearly over the first ``kl_warmup_epochs`` training epochs.
@@ -199,20 +185,6 @@ class TileAutoencoder(L.LightningModule):
 
     def test_step(self, batch: Tensor, batch_idx: int) -> Tensor:
         return self._step(batch, "test")
-
-    def predict_step(self, batch: Tensor, batch_idx: int = 0) -> dict[str, Tensor]:
-        """Posterior mean, per-item mean squared error and negative ELBO (both at the posterior mean).
-
-        Scoring at the mean rather than a sample keeps scores deterministic; the negative ELBO uses the
-        unweighted KL (beta = 1), and for the plain autoencoder it is the reconstruction term alone.
-        """
-        mean, logvar = self.encode(batch)
-        logits = self.decoder(mean)
-        neg_elbo = reconstruction_per_item(logits, batch, self.hparams["recon_loss"])
-        if logvar is not None:
-            neg_elbo = neg_elbo + kl_per_item(mean, logvar)
-        recon_error = (torch.sigmoid(logits) - batch).square().flatten(1).mean(dim=1)
-        return {"mean": mean, "recon_error": recon_error, "neg_elbo": neg_elbo}
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.parameters(), lr=self.hparams["learning_rate"])

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from quagga.tiles.split import split_indices
 from quagga.tiles.store import TileStore
 
 
@@ -51,20 +52,6 @@ class EpochShuffleSampler(Sampler[int]):
 
     def __len__(self) -> int:
         return self.n
-
-
-def split_indices(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded, disjoint train/validation split of ``range(n)`` (each part sorted, for memmap locality).
-
-    A positive fraction always keeps at least one item in each part when ``n >= 2``.
-    """
-    if not 0 <= val_fraction < 1:
-        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
-    n_val = 0
-    if val_fraction > 0 and n >= 2:
-        n_val = min(max(1, round(n * val_fraction)), n - 1)
-    order = np.random.default_rng(seed).permutation(n)
-    return np.sort(order[n_val:]), np.sort(order[:n_val])
 
 
 class TileDataModule(L.LightningDataModule):
