@@ -38,7 +38,8 @@ from benchutil import ROOT
 from quality import build_config, layout, run_pipeline
 from sklearn.metrics import accuracy_score, balanced_accuracy_score
 
-from quagga.evaluate.propagation import label_next, propagate
+from quagga.evaluate.labelling import label_next
+from quagga.evaluate.propagation import propagate
 from quagga.tiles.store import TileStore
 
 BUDGETS = (0.5, 1.0, 2.0, 5.0)  # % of the labelled items

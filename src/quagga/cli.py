@@ -228,7 +228,7 @@ def cmd_project(args: argparse.Namespace) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    from quagga.evaluate import evaluate_dataset
+    from quagga.evaluate.dataset import evaluate_dataset
     from quagga.tables import write_json
 
     latents = Path(args.latents) if args.latents else None

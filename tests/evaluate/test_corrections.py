@@ -7,8 +7,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from quagga.evaluate import evaluate_dataset
 from quagga.evaluate.corrections import CorrectionsError, apply_corrections, read_corrections
+from quagga.evaluate.dataset import evaluate_dataset
 from quagga.params import EvaluateParams
 from tests.evaluate.test_evaluate_dataset import write_inputs
 

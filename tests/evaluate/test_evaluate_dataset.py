@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from quagga.evaluate import evaluate_dataset
+from quagga.evaluate.dataset import evaluate_dataset
 from quagga.params import EvaluateParams
 from quagga.tables import write_table
 from quagga.tiles.store import TileItem, write_store

@@ -8,8 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from quagga.evaluate import PREDICTED_COLUMNS, evaluate_dataset
-from quagga.evaluate.propagation import CLASSIFIERS, label_next, propagate
+from quagga.evaluate.dataset import PREDICTED_COLUMNS, evaluate_dataset
+from quagga.evaluate.labelling import label_next
+from quagga.evaluate.propagation import CLASSIFIERS, propagate
 from quagga.params import EvaluateParams
 from tests.evaluate.test_evaluate_dataset import write_inputs
 

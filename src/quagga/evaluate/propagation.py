@@ -17,8 +17,9 @@ the informative ones): the VAE's ``latents`` and, when the embed stage ran, its 
 (ParametricUMAP of the latents, made without labels): its neighbourhood graph pulls the call types apart,
 and 1 % of the labels then name the rest of koumura-bird0 with balanced accuracy 0.99 (``bench/propagation.py``).
 
-What to label next: one item of every cluster no labelled item is in, then the least certain predictions
-(uncertainty sampling); the bench compares labelling those, in rounds, with labelling as many at random.
+What to label next (:mod:`quagga.evaluate.labelling`): one item of every cluster no labelled item is in, then
+the least certain predictions (uncertainty sampling); the bench compares labelling those, in rounds, with
+labelling as many at random.
 """
 
 from __future__ import annotations
@@ -150,25 +151,3 @@ def start_propagation(features: Mapping[str, np.ndarray], labels: Sequence[objec
                            *best, accuracy)
 
     return finish
-
-
-def label_next(
-    probability: np.ndarray, unlabelled: np.ndarray, n: int, clusters: np.ndarray | None = None,
-    membership: np.ndarray | None = None,
-) -> np.ndarray:
-    """Rows of the ``n`` unlabelled items to label next.
-
-    First, with ``clusters`` (HDBSCAN's, -1 noise) and ``membership`` (its membership strength), the most
-    typical item of every cluster no labelled item is in, largest cluster first: a classifier cannot be
-    unsure about a label it has never seen, so a group nobody has labelled is found this way, not by its
-    uncertainty. Then the least certain items (lowest probability of their predicted label; ties by row).
-    """
-    rows = np.flatnonzero(unlabelled)
-    first: list[int] = []
-    if clusters is not None and membership is not None:
-        unexplored = pd.Series(clusters[rows], index=rows)
-        unexplored = unexplored[(unexplored >= 0) & ~unexplored.isin(clusters[~unlabelled])]
-        for _, members in sorted(unexplored.groupby(unexplored), key=lambda group: -len(group[1])):
-            first.append(int(members.index[np.argmax(membership[members.index])]))
-    rest = rows[~np.isin(rows, first)]
-    return np.concatenate([first, rest[np.lexsort((rest, probability[rest]))]]).astype(int)[:n]

@@ -40,7 +40,7 @@ import pyarrow.parquet as pq
 from markupsafe import Markup
 
 from quagga import __version__
-from quagga.evaluate.propagation import label_next
+from quagga.evaluate.labelling import label_next
 from quagga.params import ReportParams
 from quagga.report import covariates as cov
 from quagga.report import figures, interactive, media
