@@ -187,3 +187,14 @@ def test_selection_records_no_other_granularity_when_one_grouping_clearly_wins()
     selection = table.attrs["selection"]
     assert table["cluster"].max() + 1 == 2 and {r["n_clusters"] for r in selection["candidates"]} == {2, 6}
     assert selection["other_granularity"] is None
+
+
+def test_a_large_set_is_clustered_in_this_process_alone() -> None:
+    """Above 16,384 items hdbscan's default starts joblib worker processes; the cluster rule holds one core."""
+    import psutil
+
+    X, _ = make_blobs(n_samples=17000, n_features=3, centers=4, random_state=0)
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    table, _ = cluster_embedding(_table(X), ClusterParams(min_cluster_size=0.05))
+    assert table["cluster"].max() >= 1
+    assert {p.pid for p in psutil.Process().children(recursive=True)} <= before

@@ -52,7 +52,9 @@ def _candidates(params: ClusterParams, n_items: int) -> list[dict[str, Any]]:
 
 def _fit(X: np.ndarray, setting: dict[str, Any], validity: bool = False) -> hdbscan.HDBSCAN:
     """HDBSCAN with ``setting``; ``validity`` builds the minimum spanning tree DBCV needs (no prediction data)."""
-    model = hdbscan.HDBSCAN(**setting, prediction_data=not validity, gen_min_span_tree=validity)
+    # core_dist_n_jobs=1: above 16,384 items hdbscan's default (4) starts joblib worker processes, more than
+    # the one core the cluster rule holds (a SLURM job would run beyond its allocation); the same distances
+    model = hdbscan.HDBSCAN(**setting, prediction_data=not validity, gen_min_span_tree=validity, core_dist_n_jobs=1)
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         # hdbscan warns when it finds no clusters (that case is logged) and on DBCV's edge cases
         warnings.simplefilter("ignore")
