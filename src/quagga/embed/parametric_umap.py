@@ -335,7 +335,7 @@ def fuzzy_graph(X: np.ndarray, n_neighbors: int, metric: str, seed: int) -> Grap
     result.eliminate_zeros()
     transpose = result.transpose()
     product = result.multiply(transpose)
-    result = 1.0 * (result + transpose - product) + (1.0 - 1.0) * product  # the fuzzy union (set_op_mix_ratio 1)
+    result = result + transpose - product  # the fuzzy union (umap-learn's set_op_mix_ratio 1)
     result.eliminate_zeros()
     graph = scipy.sparse.coo_matrix(result)
     graph.sum_duplicates()

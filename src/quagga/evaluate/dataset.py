@@ -77,9 +77,10 @@ def _evaluate(
     # busy with them while the rest queues behind; every task is the arithmetic it is alone, in any order
     propagation = curve = None
     if latents_path is not None and labelled["label"].nunique() >= 2:
+        latents = pd.read_parquet(latents_path).astype({"item_id": str})  # read once, for both
         if params.few_label_repeats:  # the curve's draws wait for the PCA: it goes first
-            curve = _start_curve(store, labelled, Path(latents_path), params, workers)
-        propagation = _start_propagation(items, Path(latents_path), embedding_path, params, workers)
+            curve = _start_curve(store, labelled, latents, params, workers)
+        propagation = _start_propagation(items, latents, embedding_path, params, workers)
     metrics: dict[str, Any] = label_agreement(table["label"], table["cluster"])
     if params.bootstrap:
         metrics["intervals"] = bootstrap_intervals(table["label"], table["cluster"], params.bootstrap, seed=params.seed,
@@ -112,7 +113,8 @@ def _evaluate(
 
 
 def _start_propagation(
-    items: pd.DataFrame, latents_path: Path, embedding_path: Path | None, params: EvaluateParams, workers: int = 1
+    items: pd.DataFrame, latents: pd.DataFrame, embedding_path: Path | None, params: EvaluateParams,
+    workers: int = 1,
 ) -> Callable[[], tuple[pd.DataFrame, dict]]:
     """Every item's label predicted from the labelled ones, and the summary metrics.json keeps: started in the
     workers, returns the wait for them.
@@ -120,7 +122,7 @@ def _start_propagation(
     With ``propagation_keep_percent``, all but that share of each label's items are hidden (seeded draw)
     before training, and the predictions of the hidden items are scored against their labels.
     """
-    table = items.merge(pd.read_parquet(latents_path).astype({"item_id": str}), on="item_id", how="inner")
+    table = items.merge(latents, on="item_id", how="inner")
     features = {"latents": table.filter(regex=r"^z_\d+$").to_numpy(dtype=np.float32)}
     if embedding_path is not None:
         embedding = pd.read_parquet(embedding_path).astype({"item_id": str}).set_index("item_id")
@@ -165,11 +167,11 @@ def _store_pixel_pca(tiles_dir: str, rows: np.ndarray, n_components: int) -> np.
     return pixel_pca(TileStore(tiles_dir).tiles, rows, n_components)
 
 
-def _start_curve(store: TileStore, labelled: pd.DataFrame, latents_path: Path, params: EvaluateParams,
+def _start_curve(store: TileStore, labelled: pd.DataFrame, latents: pd.DataFrame, params: EvaluateParams,
                  workers: int = 1) -> Callable[[], pd.DataFrame]:
     """The few-label curve on latents and on the pixels' PCA, over a seeded sample of labelled items: the PCA
     started in a worker, returns the wait for the curve."""
-    latents = pd.read_parquet(latents_path).set_index("item_id")
+    latents = latents.set_index("item_id")
     items = labelled[labelled["item_id"].isin(latents.index)]
     if len(items) > params.few_label_max_items:
         items = items.sample(params.few_label_max_items, random_state=params.seed)

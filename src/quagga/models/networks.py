@@ -134,11 +134,9 @@ class TileCodec(TileScoring, nn.Module):
     def __init__(self, hparams: dict[str, Any]):
         super().__init__()
         self.hparams = dict(hparams)
-        self.variational = self.hparams.get("model", "vae") == "vae"
-        size, dim = self.hparams.get("tile_size", 128), self.hparams.get("latent_dim", 32)
-        width, depth = self.hparams.get("base_channels", 16), self.hparams.get("depth", 5)
-        channels = self.hparams.get("channels", 1)
-        self.hparams.setdefault("recon_loss", "mse")
+        self.variational = self.hparams["model"] == "vae"
+        size, dim, width, depth = (self.hparams[k] for k in ("tile_size", "latent_dim", "base_channels", "depth"))
+        channels = self.hparams.get("channels", 1)  # checkpoints from before colour tiles do not record it
         self.encoder = Encoder(size, dim, width, depth, variational=self.variational, in_channels=channels)
         self.decoder = Decoder(size, dim, width, depth, out_channels=channels)
         self.to(memory_format=torch.channels_last)
