@@ -138,3 +138,24 @@ def test_a_job_given_one_thread_uses_one() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                           env={**env, "OMP_NUM_THREADS": "1"})
     assert done.stdout.split() == ["1", "1"]
+
+
+def test_sharded_tiles_in_worker_processes_merge_to_the_store_one_process_makes(tmp_path: Path) -> None:
+    """Shards tiled with worker processes, then merged, give one process's store of the whole dataset, even
+    where a shard's blocks hold no tile (4 images in 4 shards x 2 blocks: the last two shards are empty and
+    are written as empty shards, as `write_store` does for a shard, not refused)."""
+    from tests.images.test_detect import _field
+    from tests.images.test_iter_tiles import _png
+
+    for name in ("a", "b", "c"):
+        _png(tmp_path / "fields" / f"{name}.png", _field())
+    _png(tmp_path / "fields" / "blank.png", np.full((40, 40), 0.5))
+    images = json.dumps({"input": "segment", "images": "fields", "detect": {"background_sigma_px": 0}})
+    common = ["tiles", "--modality", "images", "--params", images, "--base-dir", str(tmp_path)]
+    assert main([*common, "--out", str(tmp_path / "whole")]) == 0
+    shards = [tmp_path / f"shard-{k}" for k in range(4)]
+    for k, out in enumerate(shards):
+        assert main([*common, "--shard", f"{k}/4", "--threads", "2", "--out", str(out)]) == 0
+    assert [json.loads((s / "store.json").read_text())["shape"][0] for s in shards[2:]] == [0, 0]
+    assert main(["merge-tiles", "--out", str(tmp_path / "merged"), *map(str, shards)]) == 0
+    _same_store(tmp_path / "whole", tmp_path / "merged")

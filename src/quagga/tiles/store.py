@@ -262,12 +262,14 @@ def _no_items(out_dir: str | Path, skipped: list[tuple[str, str]]) -> StoreError
     return StoreError(f"no usable items for {out_dir}: {reasons}")
 
 
-def merge_stores(out_dir: str | Path, shard_dirs: list[str | Path]) -> int:
+def merge_stores(out_dir: str | Path, shard_dirs: list[str | Path], allow_empty: bool = False) -> int:
     """Concatenate shard stores, in the order given, into one new store at ``out_dir``.
 
     Tiles are appended, index rows streamed one row group at a time, ``skipped.csv`` and the other CSV
     files the shards hold (e.g. ``found_boxes.csv``) concatenated. Refuses (StoreError) shards made with
-    other tile parameters, dtype, tile size or modality. Written atomically like ``write_store``.
+    other tile parameters, dtype, tile size or modality, and shards that hold no tile at all unless
+    ``allow_empty`` (the merged store is itself one shard of a dataset, as ``write_store``'s flag).
+    Written atomically like ``write_store``.
     """
     if not shard_dirs:
         raise StoreError("merge: no shard stores given")
@@ -287,7 +289,7 @@ def merge_stores(out_dir: str | Path, shard_dirs: list[str | Path]) -> int:
     if len(sizes) > 1:
         raise StoreError(f"merge: the shards hold tiles of different sizes {sorted(sizes)}")
     n = sum(m["shape"][0] for m in metas)
-    if n == 0:
+    if n == 0 and not allow_empty:
         raise _no_items(out_dir, [(r.source, r.reason) for s in shard_dirs if (Path(s) / SKIPPED_FILE).is_file()
                                   for r in pd.read_csv(Path(s) / SKIPPED_FILE, dtype=str,
                                                        keep_default_na=False).itertuples()])
@@ -316,7 +318,8 @@ def merge_stores(out_dir: str | Path, shard_dirs: list[str | Path]) -> int:
             raise StoreError(f"merge: the shards' indexes do not hold {n} rows as their {META_FILE} say")
         for name in sorted({p.name for shard in shards for p in shard.glob("*.csv")}):
             _concat_csv([shard / name for shard in shards if (shard / name).is_file()], tmp / name)
-        meta = {**first, "shape": [n, *sorted(sizes)[0]], "n_skipped": sum(m["n_skipped"] for m in metas)}
+        size = sorted(sizes)[0] if sizes else first["shape"][1:]  # every shard empty: an empty shard's shape
+        meta = {**first, "shape": [n, *size], "n_skipped": sum(m["n_skipped"] for m in metas)}
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
         return n
 
