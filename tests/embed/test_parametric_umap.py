@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +19,7 @@ from sklearn.model_selection import cross_val_score
 from sklearn.neighbors import KNeighborsClassifier
 
 from quagga.embed.cluster import cluster_embedding
-from quagga.embed.parametric_umap import ParametricUMAP, embed_latents, latent_matrix, umap_loss
+from quagga.embed.parametric_umap import Adam, ParametricUMAP, embed_latents, latent_matrix, umap_loss
 from quagga.params import ClusterParams, EmbedParams
 
 
@@ -102,6 +104,39 @@ def test_transform_rejects_wrong_width(fitted: ParametricUMAP) -> None:
         fitted.transform(np.zeros((4, 5)))
     with pytest.raises(RuntimeError, match="not fitted"):
         ParametricUMAP().transform(np.zeros((4, 5)))
+
+
+def test_adam_is_torchs_adam_bit_for_bit() -> None:
+    """The encoder's optimizer: torch.optim.Adam's arithmetic, parameters identical after 60 steps of the UMAP
+    loss on an encoder like the map's (the learning rate of the embed stage, and a tiny one)."""
+    gen = torch.Generator().manual_seed(0)
+    inputs = torch.randn(256, 32, generator=gen)
+    negatives = torch.randint(0, 128, (640,), generator=gen)
+    for lr in (1e-2, 1e-5):
+        runs = []
+        for make in (torch.optim.Adam, Adam):
+            torch.manual_seed(1)
+            net = torch.nn.Sequential(torch.nn.Linear(32, 64), torch.nn.ReLU(), torch.nn.Linear(64, 2))
+            optimizer = make(list(net.parameters()), lr=lr)
+            for _ in range(60):
+                emb = net(inputs)
+                loss = umap_loss(emb[:128], emb[128:], negatives, 1.58, 0.9)
+                optimizer.zero_grad()
+                loss.backward()
+                torch.nn.utils.clip_grad_value_(net.parameters(), 4.0)
+                optimizer.step()
+            runs.append([p.detach().clone() for p in net.parameters()])
+        for ours, torchs in zip(runs[1], runs[0], strict=True):
+            assert torch.equal(ours, torchs)
+
+
+def test_a_fit_does_not_import_the_compiler() -> None:
+    """torch.optim's Optimizer imports torch._dynamo (seconds) on construction; the map's fit needs none."""
+    code = ("import sys, numpy as np; from quagga.embed.parametric_umap import ParametricUMAP; "
+            "ParametricUMAP(epochs=1, min_steps=2).fit(np.random.default_rng(0).normal(size=(60, 4))); "
+            "print('torch._dynamo' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
 
 
 def test_umap_loss_attracts_edges_and_repels_negatives() -> None:
