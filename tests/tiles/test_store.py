@@ -153,3 +153,21 @@ def test_cli_merge_tiles(tmp_path: Path) -> None:
     assert main(["merge-tiles", "--out", str(tmp_path / "m"), *map(str, shards)]) == 0
     assert len(TileStore(tmp_path / "m")) == 5
     assert main(["merge-tiles", "--out", str(tmp_path / "m2"), str(tmp_path / "nope")]) == 2
+
+
+def test_seen_ids_refuse_an_id_twice_whether_it_is_among_the_latest_or_the_older() -> None:
+    """10,000 distinct ids pass (the older ones moved into the sorted array, the latest in the set); an id seen
+    again is refused from either place, by name."""
+    import hashlib
+
+    from quagga.tiles.store import _SeenIds
+
+    seen = _SeenIds()
+    for i in range(10_000):
+        seen.add(f"rec{i % 7}.wav#{i:06d}")
+    assert len(seen.older) + len(seen.latest) == 10_000 and len(seen.older) >= 8192
+    older, latest = "rec0.wav#000000", "rec3.wav#009999"
+    assert int.from_bytes(hashlib.blake2b(latest.encode(), digest_size=8).digest(), "big") in seen.latest
+    for again in (older, latest):
+        with pytest.raises(StoreError, match=f"duplicate item_id '{again}'"):
+            seen.add(again)
