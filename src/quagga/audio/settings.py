@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -168,7 +169,7 @@ def _recording_files(recordings: Path, table: pd.DataFrame | None, segments: str
     return [p.relative_to(root).as_posix() for p in find_recordings(recordings)]
 
 
-def _evenly(items: list[Any], n: int) -> list[Any]:
+def _evenly(items: Sequence[Any], n: int) -> list[Any]:
     """At most ``n`` of ``items``, evenly spread, in order."""
     if len(items) <= n:
         return list(items)
@@ -216,7 +217,7 @@ def _call_levels(recordings: Path, calls: pd.DataFrame, rate: int, channel: str)
     freqs = np.fft.rfftfreq(p.n_fft, 1.0 / rate)
     inside, outside = LevelHistogram(freqs), LevelHistogram(freqs)
     calls = calls.sort_values(["file", "onset_s"]).reset_index(drop=True)
-    chosen = set(_evenly(list(range(len(calls))), MAX_CALLS))
+    chosen = set(_evenly(range(len(calls)), MAX_CALLS))  # a range: no list of every index
     for name, rows in calls.groupby("file", sort=False):
         picked = rows[rows.index.isin(chosen)]
         if picked.empty:
@@ -431,7 +432,7 @@ def _trace_band(blocks: list[np.ndarray], rate: int, n_fft: int, hop: int
     loud, quiet = LevelHistogram(freqs), LevelHistogram(freqs)
     for samples in blocks:
         spec = BlockSpectrogram(samples, p)
-        frames = np.asarray(_evenly(list(range(spec.n_frames)), 4000))
+        frames = np.asarray(_evenly(range(spec.n_frames), 4000))
         db = spec.frames_db(frames)
         total = 10 * np.log10(np.mean(10 ** (db / 10), axis=0))
         hi, lo = np.percentile(total, [90, 50])
