@@ -169,7 +169,7 @@ def test_map_offers_covariates_as_colourings_and_tooltip() -> None:
 
 
 def test_the_call_table_and_box_table_columns_are_covariates_too(tmp_path: Path) -> None:
-    from quagga.report.covariates import annotation_covariates
+    from quagga.report.covariates import DURATION, annotation_covariates
 
     (tmp_path / "calls").mkdir()
     raven = ("Selection\tView\tChannel\tBegin Time (s)\tEnd Time (s)\tLow Freq (Hz)\tBegin File\tcall_type\tbird\n"
@@ -177,15 +177,18 @@ def test_the_call_table_and_box_table_columns_are_covariates_too(tmp_path: Path)
              "2\tSpectrogram 1\t1\t1.5\t1.8\t1200\tb.wav\tsquaw\tB2\n")
     (tmp_path / "calls" / "selections.txt").write_text(raven)
     index = pd.DataFrame({"item_id": ["b#1.5", "a#0.5", "x#9"],
-                          "annotation_row": ["selections.txt line 3", "selections.txt line 2", "other.txt line 2"]})
+                          "annotation_row": ["selections.txt line 3", "selections.txt line 2", "other.txt line 2"],
+                          "duration_s": [0.3, 0.3, 0.12345678]})
     dataset = {"modality": "audio", "audio": {"annotations": "calls/selections.txt", "annotation_format": "raven",
                                               "label_column": "call_type"}}
     found = annotation_covariates(index, dataset, tmp_path)
-    assert list(found.columns) == ["Low Freq (Hz)", "bird"]  # times, file and label are not covariates
+    # times, file and label are not covariates; every call's duration is (its tile may be stretched)
+    assert list(found.columns) == ["Low Freq (Hz)", "bird", DURATION]
     assert found.loc["a#0.5", "bird"] == "B1" and found.loc["b#1.5", "Low Freq (Hz)"] == 1200.0
-    assert found.loc["x#9"].isna().all()  # a row of another table: no values
-    dataset["audio"]["annotation_format"] = "textgrid"
-    assert annotation_covariates(index, dataset, tmp_path) is None
+    assert found.loc["x#9", ["Low Freq (Hz)", "bird"]].isna().all()  # a row of another table: no values
+    assert found[DURATION].tolist() == [0.3, 0.3, 0.1235]
+    dataset["audio"]["annotation_format"] = "textgrid"  # a format without extra columns: the duration only
+    assert list(annotation_covariates(index, dataset, tmp_path).columns) == [DURATION]
 
     (tmp_path / "boxes.csv").write_text("image,label,xmin,ymin,xmax,ymax,depth_m\nf1.png,dust,10,20,30,40,12.5\n"
                                         "f1.png,ash,50,60,70,80,13.0\n")

@@ -364,11 +364,24 @@ def _box_keys(images: pd.Series, boxes: pd.DataFrame) -> pd.Series:
     return names + "#" + coords.round().astype("Int64").astype(str).agg(",".join, axis=1)
 
 
+DURATION = "call duration (s)"
+
+
 def annotation_covariates(index: pd.DataFrame, dataset: dict, base_dir: Path = Path(".")) -> pd.DataFrame | None:
-    """The extra columns of the tables the items come from, per item (indexed by item_id): a CSV or Raven call
-    table's columns beside times, file and label (matched by the index's ``annotation_row``, "<table> line
-    <n>"), or a box table's columns beside image, label and box (matched by image and box). None when the
-    tables have no such column (or the format carries none: Audacity, notmat, TextGrid)."""
+    """The extra columns of the tables the items come from, per item (indexed by item_id), and each call's
+    duration (``DURATION``: a tile stretched over its width (``time_stretch``) no longer shows it, so the
+    report does). Table columns: a CSV or Raven call table's beside times, file and label (matched by the
+    index's ``annotation_row``, "<table> line <n>"), or a box table's beside image, label and box (matched by
+    image and box). None when there is none of these (image tables without such a column)."""
+    table = _table_covariates(index, dataset, base_dir)
+    if dataset.get("modality") != "audio" or "duration_s" not in index:
+        return table
+    duration = pd.DataFrame({DURATION: index["duration_s"].astype(float).round(4).to_numpy()},
+                            index=index["item_id"].astype(str).to_numpy())
+    return duration if table is None else pd.concat([table, duration], axis=1)
+
+
+def _table_covariates(index: pd.DataFrame, dataset: dict, base_dir: Path) -> pd.DataFrame | None:
     modality = dataset.get("modality")
     section = dataset.get(modality) or {}
     if modality == "audio" and section.get("annotation_format") in ("csv", "raven") and section.get("annotations") \
