@@ -61,8 +61,8 @@ class SpectrogramParams:
     scale: str = "linear"  # linear (STFT bins between fmin and fmax) | mel
     normalize: str = "fixed"  # fixed: db_min..db_max for every tile | per_tile: each tile's own min..max
     # none: a call spans duration / tile_duration_s of the tile | sqrt: AVA-style, sqrt of that fraction |
-    # full: every call spans the whole tile (its shape, not its duration, is what the tile shows)
-    time_stretch: str = "none"
+    # full: every call spans the whole tile (its shape, not its duration, is what the tile shows) | auto: full
+    time_stretch: str = "auto"
     noise_reduce: bool = False  # stationary spectral gating (noisereduce) before the spectrogram
 
 

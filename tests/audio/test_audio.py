@@ -18,7 +18,7 @@ from quagga.tiles.store import Skipped, TileItem
 
 SR = 16000
 SPEC = SpectrogramParams(sample_rate=SR, n_fft=512, hop_length=128, fmin=100.0, fmax=7000.0, db_min=-90.0,
-                         db_max=-10.0, tile_duration_s=1.0, tile_size=64, n_mels=64, scale="mel")
+                         db_max=-10.0, tile_duration_s=1.0, tile_size=64, n_mels=64, scale="mel", time_stretch="none")
 SEGMENT = replace(SEGMENT_FALLBACK, n_fft=256, hop_length=64, fmin=300.0, fmax=7000.0, max_duration_s=0.8)
 KOUMURA = Path(__file__).resolve().parents[3] / "shared" / "data" / "koumura-bird0"
 

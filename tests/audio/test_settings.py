@@ -86,6 +86,10 @@ def test_settings_are_found_from_known_calls(tmp_path: Path, calls: pd.DataFrame
     # a tile holds about tile_size frames and bins: hop from the duration, n_fft from the band
     assert spec.hop_length == round(spec.tile_duration_s * SR / 64)
     assert spec.n_fft == 2 ** int(np.ceil(np.log2(SR * 64 / (spec.fmax - spec.fmin))))
+    # every call spans the tile; the statistic names the spread of durations it evens out
+    p5, p95 = np.percentile(durations, [5, 95])
+    assert spec.time_stretch == "full"
+    assert f"last {p5:.3g}-{p95:.3g} s" in choices.records["spectrogram.time_stretch"]["statistic"]
     assert not unresolved(dataclasses.asdict(resolved))
     assert {r["source"] for r in choices.records.values()} == {"data"}
     assert all(r["statistic"] for r in choices.records.values())
@@ -94,9 +98,10 @@ def test_settings_are_found_from_known_calls(tmp_path: Path, calls: pd.DataFrame
 
 
 def test_explicit_values_win(tmp_path: Path, calls: pd.DataFrame) -> None:
-    resolved, choices = resolve_audio_settings(_params(tile_duration_s=0.5, db_min=-80.0, sample_rate=8000), tmp_path)
+    resolved, choices = resolve_audio_settings(_params(tile_duration_s=0.5, db_min=-80.0, sample_rate=8000,
+                                                       time_stretch="none"), tmp_path)
     spec = resolved.spectrogram
-    assert (spec.tile_duration_s, spec.db_min, spec.sample_rate) == (0.5, -80.0, 8000)
+    assert (spec.tile_duration_s, spec.db_min, spec.sample_rate, spec.time_stretch) == (0.5, -80.0, 8000, "none")
     assert choices.records["spectrogram.db_min"] == {"value": -80.0, "source": "config",
                                                      "statistic": "set in the config"}
     assert choices.records["spectrogram.db_max"]["source"] == "data"
@@ -119,6 +124,8 @@ def test_too_few_calls_fall_back_with_a_reason(tmp_path: Path) -> None:
     assert record["source"] == "fallback" and "only 3 annotated calls" in record["statistic"]
     assert resolved.spectrogram.tile_duration_s == 1.0
     assert choices.records["spectrogram.db_min"]["source"] == "fallback"
+    assert resolved.spectrogram.time_stretch == "full"
+    assert choices.records["spectrogram.time_stretch"]["source"] == "fallback"
     assert resolved.spectrogram.sample_rate == SR  # the rate is still the recordings' own
 
 
