@@ -4,7 +4,8 @@ What a new bird or a new recorder needs, measured once per dataset on an even sa
 
 - ``sample_rate``: the recordings' own rate (the most common one), so nothing is resampled away;
 - ``tile_duration_s``: every call but rare outliers fits (1.1 x the 99th percentile of call durations,
-  calls beyond Tukey's far-out fence ignored), so durations stay visible and short calls are not specks;
+  calls beyond Tukey's far-out fence ignored); with ``time_stretch: none`` durations stay visible and short
+  calls are not specks, stretched it sets the time resolution (the hop);
 - ``time_stretch``: ``full``, every call spans the tile's width. Renditions of one call type vary in length
   more than in shape (koumura-bird0: one syllable type spans 24-140 ms, in three clusters by duration
   without the stretch; V 0.852 -> 0.924, same VAE recipe); each call's duration stays in the tile index
