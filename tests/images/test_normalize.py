@@ -216,23 +216,23 @@ def test_make_tile_refuses_settings_left_auto() -> None:
 @pytest.mark.parametrize("side, channels, crop", [(296, 3, (40, 60, 10, 200)), (296, None, (0, 296, 0, 296)),
                                                   (1000, None, (500, 900, 0, 30)), (129, 3, (1, 128, 0, 129)),
                                                   (128, None, (3, 9, 0, 128)), (40, 3, (0, 40, 20, 21))])
-def test_square_resize_is_skimage_resize(side: int, channels: int | None, crop: tuple[int, int, int, int]) -> None:
-    """The sparse two-product resize equals scikit-image's resize (anti-aliased when shrinking) of a canvas
-    (a field with a particle crop on it) within float32 rounding."""
+def test_canvas_resize_is_skimage_resize(side: int, channels: int | None, crop: tuple[int, int, int, int]) -> None:
+    """The sparse two-product resize of a crop's deviation from its field equals scikit-image's resize
+    (anti-aliased when shrinking) of the whole canvas (the field with the crop on it) within float32 rounding."""
     from skimage.transform import resize
 
-    from quagga.images.normalize import square_resize
+    from quagga.images.normalize import canvas_resize
 
     top, bottom, left, right = crop
     rng = np.random.default_rng(side)
-    background = rng.random(channels, dtype=np.float32) if channels else 0.7
+    background = rng.random(channels, dtype=np.float32) if channels else np.float32(0.7)
     canvas = np.empty((side, side, *([channels] if channels else [])), dtype=np.float32)
     canvas[...] = background
     canvas[top:bottom, left:right] = rng.random(canvas[top:bottom, left:right].shape, dtype=np.float32)
     expected = resize(canvas, (128, 128), order=1, mode="edge", anti_aliasing=side > 128, preserve_range=True)
-    got = square_resize(canvas, 128)
-    assert got.dtype == np.float32 and got.shape == expected.shape
-    np.testing.assert_allclose(got, expected, atol=1e-5)
+    got = canvas_resize(canvas[top:bottom, left:right] - background, side, (top, left), 128)
+    assert got.dtype == np.float32 and got.shape == (128, 128 * (channels or 1))
+    np.testing.assert_allclose(got.reshape(expected.shape) + background, expected, atol=1e-5)
 
 
 def test_colour_features_are_the_particles_channels_against_the_field() -> None:

@@ -77,7 +77,7 @@ def encode_store(
     with torch.inference_mode(), torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
         for start in range(0, n, batch_size):
             stop = min(n, start + batch_size)
-            batch = torch.from_numpy(np.asarray(store.tiles[start:stop], dtype=np.float32)).to(device)
+            batch = torch.from_numpy(np.array(store.tiles[start:stop])).float().to(device)  # see TileDataset
             out = model.predict_step(batch)
             latents[start:stop] = out["mean"].float().cpu().numpy()
             recon_error[start:stop] = out["recon_error"].float().cpu().numpy()
@@ -137,7 +137,7 @@ def write_examples(
         return x[:, 0] if x.shape[1] == 1 else x
 
     with torch.inference_mode():
-        inputs = torch.from_numpy(np.asarray(store.tiles[idx], dtype=np.float32)).to(device)
+        inputs = torch.from_numpy(np.array(store.tiles[idx])).float().to(device)
         arrays = {
             "item_id": store.index["item_id"].to_numpy()[idx].astype(str),
             "input": image(inputs),
