@@ -255,3 +255,25 @@ def test_texture_equals_graycoprops() -> None:
             levels = levels.astype(np.uint8)
             expected = _reference_texture(levels)
             assert F._texture(levels) == pytest.approx(expected, rel=TOLERANCE["rtol"], abs=TOLERANCE["atol"])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_otsu_histogram_is_the_librarys(dtype: type) -> None:
+    """Counts and bin centres equal scikit-image's histogram of the crop (np.histogram's 256 bins), pixels
+    on bin edges, the extremes and a constant region included."""
+    from skimage.exposure import histogram
+
+    rng = np.random.default_rng(1)
+    low, high = dtype(0.1), dtype(0.9)
+    edges = np.linspace(low, high, 257, dtype=dtype)
+    crops = [rng.random((40, 50)).astype(dtype), np.concatenate([edges, edges[::7], rng.random(300).astype(dtype)
+                                                                  * (high - low) + low]).reshape(-1, 6),
+             np.where(rng.random((30, 30)) < 0.5, low, high).astype(dtype), *(c.astype(dtype) for c in CROPS.values()
+                                                                           if c.dtype.kind == "f")]
+    for crop in crops:
+        counts, centres = F._otsu_histogram(crop)
+        expected_counts, expected_centres = histogram(crop.reshape(-1), 256, source_range="image")
+        np.testing.assert_array_equal(counts, expected_counts)
+        np.testing.assert_array_equal(centres, expected_centres)
+        assert F._largest_particle(crop, float(np.median(crop))) is None or threshold_otsu(crop) == \
+            threshold_otsu(hist=(counts, centres))

@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from numba import njit
 from scipy import ndimage
 from skimage.filters import threshold_otsu
 from skimage.measure import regionprops
@@ -119,7 +120,7 @@ def _largest_particle(crop: np.ndarray, background: float) -> tuple[tuple[slice,
     """Bounding box of the largest particle and its mask inside the box; None without a particle."""
     if crop.max() <= crop.min():
         return None
-    threshold = threshold_otsu(crop)
+    threshold = threshold_otsu(hist=_otsu_histogram(crop)) if crop.dtype.kind == "f" else threshold_otsu(crop)
     mask = crop < threshold if background >= threshold else crop > threshold
     regions, n = ndimage.label(_fill_holes(mask), structure=_EIGHT_NEIGHBOURS)
     if n == 0:
@@ -139,6 +140,35 @@ def _fill_holes(mask: np.ndarray) -> np.ndarray:
     reaches_edge[background[:, [0, -1]]] = True
     reaches_edge[0] = False  # label 0: the mask itself
     return ~np.take(reaches_edge, background)
+
+
+def _otsu_histogram(crop: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The (counts, bin centres) ``threshold_otsu(crop)`` makes of a float crop (``skimage.exposure.histogram``: 256
+    ``np.histogram`` bins between the crop's minimum and maximum, in its edges' precision (the crop's
+    float type; a bin holds its left edge, the last also its right); integer crops get a bin per value there,
+    so they keep the library's call. The edges are numpy's own; each pixel's
+    bin is found by the same estimate and checked against them (compiled), so the counts are numpy's."""
+    low, high = crop.min(), crop.max()
+    edges = np.linspace(low, high, 257, endpoint=True, dtype=np.result_type(low, high, crop))
+    counts = _bin_counts(np.ascontiguousarray(crop, dtype=edges.dtype).reshape(-1), edges)
+    return counts, (edges[:-1] + edges[1:]) / 2.0
+
+
+@njit(cache=True, nogil=True)
+def _bin_counts(values: np.ndarray, edges: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled (numba)
+    """``np.histogram(values, edges)`` for equal bins: each value's bin estimated from its offset, then
+    moved so that edges[i] <= value < edges[i + 1] (<= for the last bin)."""
+    bins = len(edges) - 1
+    counts = np.zeros(bins, dtype=np.int64)
+    first, span = edges[0], edges[-1] - edges[0]
+    for v in values:
+        i = min(max(int((v - first) / span * bins), 0), bins - 1)
+        while i > 0 and v < edges[i]:
+            i -= 1
+        while i < bins - 1 and v >= edges[i + 1]:
+            i += 1
+        counts[i] += 1
+    return counts
 
 
 def particle_features(crop: np.ndarray, background: float, colour: np.ndarray | None = None) -> dict[str, float]:
@@ -356,12 +386,29 @@ def _sobel_at(crop: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarra
     if crop.dtype.kind != "f":
         crop = img_as_float(crop)
     dtype = np.float64 if crop.dtype == np.float64 else np.float32
-    steps = np.array([-1, 0, 1])[:, None]
-    near_rows = np.minimum(np.maximum(rows + steps, 0), crop.shape[0] - 1)
-    near_cols = np.minimum(np.maximum(cols + steps, 0), crop.shape[1] - 1)
-    neighbours = crop[near_rows[:, None], near_cols[None, :]].astype(np.float64).reshape(9, -1)
-    derivatives = (neighbours[_SOBEL_TERMS[0]] * _SOBEL_TERMS[1]).sum(axis=1).astype(dtype)
-    return np.sqrt((derivatives * derivatives).sum(axis=0)) / np.sqrt(2, dtype=dtype)
+    return _sobel_kernel(np.ascontiguousarray(crop, dtype=dtype), rows, cols, _SOBEL_TERMS[0], _SOBEL_TERMS[1][:, :, 0],
+                         np.sqrt(2, dtype=dtype))
+
+
+@njit(cache=True, nogil=True)
+def _sobel_kernel(crop: np.ndarray, rows: np.ndarray, cols: np.ndarray, neighbours: np.ndarray,
+                  weights: np.ndarray, root2: np.floating) -> np.ndarray:  # pragma: no cover - compiled (numba)
+    """:func:`_sobel_at`'s arithmetic, one pixel at a time: each derivative a float64 sum in the terms' order
+    (from the first term, as a reduction starts), then squared, summed and rooted in the crop's precision."""
+    height, width = crop.shape
+    out = np.empty(len(rows), dtype=crop.dtype)
+    derivative = np.empty(2, dtype=crop.dtype)
+    for k in range(len(rows)):
+        for d in range(2):
+            acc = 0.0
+            for t in range(neighbours.shape[1]):
+                r = min(max(rows[k] + neighbours[d, t] // 3 - 1, 0), height - 1)
+                c = min(max(cols[k] + neighbours[d, t] % 3 - 1, 0), width - 1)
+                term = np.float64(crop[r, c]) * weights[d, t]
+                acc = term if t == 0 else acc + term
+            derivative[d] = acc  # rounded to the crop's precision
+        out[k] = np.sqrt(derivative[0] * derivative[0] + derivative[1] * derivative[1]) / root2
+    return out
 
 
 def _quantize(values: np.ndarray, low: float, high: float) -> np.ndarray:
@@ -380,14 +427,22 @@ def _entropy(levels: np.ndarray) -> float:
 def _glcm_counts(levels: np.ndarray) -> np.ndarray:
     """Pair counts of ``graycomatrix(levels, [1], [0, pi/4, pi/2, 3 pi/4], GLCM_LEVELS, symmetric=True)``
     as [direction, level i * GLCM_LEVELS + level j], by one ``bincount`` per direction."""
+    return _glcm_kernel(np.ascontiguousarray(levels, dtype=np.uint8), np.array(_GLCM_STEPS), GLCM_LEVELS)
+
+
+@njit(cache=True, nogil=True)
+def _glcm_kernel(levels: np.ndarray, steps: np.ndarray, n_levels: int) -> np.ndarray:  # pragma: no cover - numba
+    """Symmetric pair counts [direction, i * n_levels + j] of each (row, column) step, one pass per step."""
     height, width = levels.shape
-    wide = levels.astype(np.uint16)  # pair codes up to GLCM_LEVELS ** 2 - 1
-    first = wide * GLCM_LEVELS
-    counts = np.stack([
-        np.bincount((first[: height - dr, max(-dc, 0) : width - max(dc, 0)]
-                     + wide[dr:, max(dc, 0) : width - max(-dc, 0)]).ravel(), minlength=GLCM_LEVELS**2)
-        for dr, dc in _GLCM_STEPS]).reshape(len(_GLCM_STEPS), GLCM_LEVELS, GLCM_LEVELS)
-    return (counts + counts.transpose(0, 2, 1)).reshape(len(_GLCM_STEPS), -1)  # symmetric: both ways
+    counts = np.zeros((len(steps), n_levels * n_levels), dtype=np.int64)
+    for k in range(len(steps)):
+        dr, dc = steps[k, 0], steps[k, 1]
+        for r in range(height - dr):
+            for c in range(max(-dc, 0), width - max(dc, 0)):
+                a, b = np.int64(levels[r, c]), np.int64(levels[r + dr, c + dc])
+                counts[k, a * n_levels + b] += 1
+                counts[k, b * n_levels + a] += 1
+    return counts
 
 
 def _texture(levels: np.ndarray) -> dict[str, float]:
