@@ -25,7 +25,6 @@ import math
 
 import numpy as np
 from numba import njit
-from scipy import ndimage
 from skimage.filters import threshold_otsu
 from skimage.measure import regionprops
 from skimage.util import img_as_float
@@ -75,7 +74,6 @@ COLOUR_NAMES = ("red", "green", "blue")
 # colour images (channel rgb): the particle's and its field's level in each channel
 COLOUR_FEATURES = [f"feat_{stat}_{name}" for name in COLOUR_NAMES for stat in ("mean", "std", "contrast")]
 GLCM_LEVELS = 32
-_EIGHT_NEIGHBOURS = np.ones((3, 3), dtype=bool)  # skimage.measure.label's default connectivity in 2-D
 _QUANTILES = np.true_divide([10, 50, 90], 100)  # np.percentile's q / 100
 _FERET_ANGLES = np.deg2rad(np.arange(0.0, 180.0, 1.0))
 _FERET_DIRECTIONS = np.stack([np.cos(_FERET_ANGLES), np.sin(_FERET_ANGLES)])
@@ -117,29 +115,84 @@ def particle_mask(crop: np.ndarray, background: float) -> np.ndarray:
 
 
 def _largest_particle(crop: np.ndarray, background: float) -> tuple[tuple[slice, slice], np.ndarray] | None:
-    """Bounding box of the largest particle and its mask inside the box; None without a particle."""
+    """Bounding box of the largest particle and its mask inside the box; None without a particle.
+
+    The particle is the largest 8-connected region of the Otsu mask with its holes filled (background
+    regions, 4-connected, that do not reach the crop's edge: ``ndimage.binary_fill_holes``), the first in
+    raster order among equals, as ``ndimage.label`` numbers them; found in one compiled pass."""
     if crop.max() <= crop.min():
         return None
     threshold = threshold_otsu(hist=_otsu_histogram(crop)) if crop.dtype.kind == "f" else threshold_otsu(crop)
     mask = crop < threshold if background >= threshold else crop > threshold
-    regions, n = ndimage.label(_fill_holes(mask), structure=_EIGHT_NEIGHBOURS)
-    if n == 0:
+    top, bottom, left, right, particle = _largest_region(mask)
+    if bottom == 0:
         return None
-    particle = regions == int(np.argmax(np.bincount(regions.ravel())[1:])) + 1
-    rows, cols = np.flatnonzero(particle.any(axis=1)), np.flatnonzero(particle.any(axis=0))
-    box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
-    return box, particle[box]
+    return (slice(top, bottom), slice(left, right)), particle
 
 
-def _fill_holes(mask: np.ndarray) -> np.ndarray:
-    """``ndimage.binary_fill_holes`` in one labelling pass instead of repeated dilations: holes are the
-    background regions (4-connected, as there) that do not reach the crop's edge."""
-    background, n = ndimage.label(~mask)
-    reaches_edge = np.zeros(n + 1, dtype=bool)
-    reaches_edge[background[[0, -1], :]] = True
-    reaches_edge[background[:, [0, -1]]] = True
-    reaches_edge[0] = False  # label 0: the mask itself
-    return ~np.take(reaches_edge, background)
+@njit(cache=True, nogil=True)
+def _largest_region(mask: np.ndarray) -> tuple[int, int, int, int, np.ndarray]:  # pragma: no cover - numba
+    """(top, bottom, left, right, mask in that box) of :func:`_largest_particle`'s region of ``mask``; a
+    zero bottom when the mask is empty. Holes: the background not reached from the edge (4-connected
+    flood); regions: union-find over the raster scan, each region's root its first pixel."""
+    height, width = mask.shape
+    n = height * width
+    outside = np.zeros(n, dtype=np.bool_)
+    stack = np.empty(n, dtype=np.int64)
+    top = 0
+    for p in range(n):
+        r, c = p // width, p % width
+        if (r == 0 or r == height - 1 or c == 0 or c == width - 1) and not mask[r, c]:
+            outside[p] = True
+            stack[top] = p
+            top += 1
+    while top > 0:
+        top -= 1
+        p = stack[top]
+        r, c = p // width, p % width
+        for rr, cc in ((r - 1, c), (r + 1, c), (r, c - 1), (r, c + 1)):
+            if 0 <= rr < height and 0 <= cc < width and not mask[rr, cc] and not outside[rr * width + cc]:
+                outside[rr * width + cc] = True
+                stack[top] = rr * width + cc
+                top += 1
+    parent = np.arange(n)
+    for p in range(n):
+        if outside[p]:
+            continue
+        r, c = p // width, p % width
+        for rr, cc in ((r - 1, c - 1), (r - 1, c), (r - 1, c + 1), (r, c - 1)):
+            if rr >= 0 and 0 <= cc < width and not outside[rr * width + cc]:
+                a, b = p, rr * width + cc
+                while parent[a] != a:
+                    a = parent[a]
+                while parent[b] != b:
+                    b = parent[b]
+                if a != b:
+                    parent[max(a, b)] = min(a, b)
+    size = np.zeros(n, dtype=np.int64)
+    for p in range(n):
+        if not outside[p]:
+            root = p
+            while parent[root] != root:
+                root = parent[root]
+            parent[p] = root
+            size[root] += 1
+    best = -1
+    for p in range(n):
+        if size[p] > (size[best] if best >= 0 else 0):
+            best = p
+    if best < 0:
+        return 0, 0, 0, 0, np.zeros((0, 0), dtype=np.bool_)
+    top, bottom, left, right = height, 0, width, 0
+    for p in range(n):
+        if not outside[p] and parent[p] == best:
+            r, c = p // width, p % width
+            top, bottom, left, right = min(top, r), max(bottom, r + 1), min(left, c), max(right, c + 1)
+    box = np.zeros((bottom - top, right - left), dtype=np.bool_)
+    for r in range(top, bottom):
+        for c in range(left, right):
+            box[r - top, c - left] = not outside[r * width + c] and parent[r * width + c] == best
+    return top, bottom, left, right, box
 
 
 def _otsu_histogram(crop: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -298,18 +351,20 @@ def _convex_area(left: np.ndarray, right: np.ndarray, height: int) -> int:
     return int(np.maximum(highest - lowest + 1, 0).sum())
 
 
-def _convex_minorant(rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+@njit(cache=True, nogil=True)
+def _convex_minorant(rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover
     """Corners of the lowest convex curve on or below ``cols`` over increasing ``rows`` (Andrew's monotone
-    chain): the hull's side through them. A few dozen candidates, so a plain loop costs less than Qhull's
-    set-up."""
-    chain: list[tuple[int, int]] = []
-    for r, c in zip(rows.tolist(), cols.tolist(), strict=True):
-        while len(chain) >= 2 and ((chain[-1][1] - chain[-2][1]) * (r - chain[-2][0])
-                                   >= (c - chain[-2][1]) * (chain[-1][0] - chain[-2][0])):
-            chain.pop()
-        chain.append((r, c))
-    corners = np.array(chain)
-    return corners[:, 0], corners[:, 1]
+    chain, compiled): the hull's side through them."""
+    chain_rows, chain_cols = np.empty(len(rows), dtype=np.int64), np.empty(len(rows), dtype=np.int64)
+    m = 0
+    for i in range(len(rows)):
+        r, c = rows[i], cols[i]
+        while m >= 2 and ((chain_cols[m - 1] - chain_cols[m - 2]) * (r - chain_rows[m - 2])
+                          >= (c - chain_cols[m - 2]) * (chain_rows[m - 1] - chain_rows[m - 2])):
+            m -= 1
+        chain_rows[m], chain_cols[m] = r, c
+        m += 1
+    return chain_rows[:m].copy(), chain_cols[:m].copy()
 
 
 def _first_columns(rows: np.ndarray, cols: np.ndarray, height: int) -> np.ndarray:
