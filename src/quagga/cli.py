@@ -245,7 +245,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 def cmd_report(args: argparse.Namespace) -> None:
     from quagga.config import input_paths
     from quagga.report import build_report
-    from quagga.report.covariates import annotation_covariates
+    from quagga.report.covariates import item_covariates
     from quagga.tiles.store import TileStore
 
     results = Path(args.results)
@@ -278,7 +278,7 @@ def cmd_report(args: argparse.Namespace) -> None:
         workers=args.threads,
         reference_dir=Path(args.reference) if args.reference else None,
         metadata_path=Path(args.metadata) if args.metadata else None,
-        table_covariates=annotation_covariates(TileStore(results / "tiles").index, dataset) if dataset else None,
+        table_covariates=item_covariates(TileStore(results / "tiles").index, dataset) if dataset else None,
     )
 
 

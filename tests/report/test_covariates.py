@@ -169,7 +169,7 @@ def test_map_offers_covariates_as_colourings_and_tooltip() -> None:
 
 
 def test_the_call_table_and_box_table_columns_are_covariates_too(tmp_path: Path) -> None:
-    from quagga.report.covariates import DURATION, annotation_covariates
+    from quagga.report.covariates import DURATION, item_covariates
 
     (tmp_path / "calls").mkdir()
     raven = ("Selection\tView\tChannel\tBegin Time (s)\tEnd Time (s)\tLow Freq (Hz)\tBegin File\tcall_type\tbird\n"
@@ -181,24 +181,24 @@ def test_the_call_table_and_box_table_columns_are_covariates_too(tmp_path: Path)
                           "duration_s": [0.3, 0.3, 0.12345678]})
     dataset = {"modality": "audio", "audio": {"annotations": "calls/selections.txt", "annotation_format": "raven",
                                               "label_column": "call_type"}}
-    found = annotation_covariates(index, dataset, tmp_path)
+    found = item_covariates(index, dataset, tmp_path)
     # times, file and label are not covariates; every call's duration is (its tile may be stretched)
     assert list(found.columns) == ["Low Freq (Hz)", "bird", DURATION]
     assert found.loc["a#0.5", "bird"] == "B1" and found.loc["b#1.5", "Low Freq (Hz)"] == 1200.0
     assert found.loc["x#9", ["Low Freq (Hz)", "bird"]].isna().all()  # a row of another table: no values
     assert found[DURATION].tolist() == [0.3, 0.3, 0.1235]
     dataset["audio"]["annotation_format"] = "textgrid"  # a format without extra columns: the duration only
-    assert list(annotation_covariates(index, dataset, tmp_path).columns) == [DURATION]
+    assert list(item_covariates(index, dataset, tmp_path).columns) == [DURATION]
 
     (tmp_path / "boxes.csv").write_text("image,label,xmin,ymin,xmax,ymax,depth_m\nf1.png,dust,10,20,30,40,12.5\n"
                                         "f1.png,ash,50,60,70,80,13.0\n")
     boxes = pd.DataFrame({"item_id": ["f1#50", "f1#10"], "source": ["data/fields/f1.png"] * 2,
                           "xmin": [50, 10], "ymin": [60, 20], "xmax": [70, 30], "ymax": [80, 40]})
-    found = annotation_covariates(boxes, {"modality": "images", "images": {"boxes": "boxes.csv"}}, tmp_path)
+    found = item_covariates(boxes, {"modality": "images", "images": {"boxes": "boxes.csv"}}, tmp_path)
     assert found["depth_m"].tolist() == [13.0, 12.5]
     (tmp_path / "plain.csv").write_text("image,label,xmin,ymin,xmax,ymax\nf1.png,dust,10,20,30,40\n")
-    assert annotation_covariates(boxes, {"modality": "images", "images": {"boxes": "plain.csv"}}, tmp_path) is None
+    assert item_covariates(boxes, {"modality": "images", "images": {"boxes": "plain.csv"}}, tmp_path) is None
     (tmp_path / "calls" / "broken.txt").write_bytes(b"\xff\xfe\x00broken")  # skipped at tiling: left out here
     folder = {"modality": "audio", "audio": {"annotations": "calls", "annotation_format": "raven",
                                              "label_column": "call_type"}}
-    assert annotation_covariates(index, folder, tmp_path)["bird"].tolist()[:2] == ["B2", "B1"]
+    assert item_covariates(index, folder, tmp_path)["bird"].tolist()[:2] == ["B2", "B1"]

@@ -367,7 +367,7 @@ def _box_keys(images: pd.Series, boxes: pd.DataFrame) -> pd.Series:
 DURATION = "call duration (s)"
 
 
-def annotation_covariates(index: pd.DataFrame, dataset: dict, base_dir: Path = Path(".")) -> pd.DataFrame | None:
+def item_covariates(index: pd.DataFrame, dataset: dict, base_dir: Path = Path(".")) -> pd.DataFrame | None:
     """The extra columns of the tables the items come from, per item (indexed by item_id), and each call's
     duration (``DURATION``: a tile stretched over its width (``time_stretch``) no longer shows it, so the
     report does). Table columns: a CSV or Raven call table's beside times, file and label (matched by the

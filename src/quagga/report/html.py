@@ -1008,8 +1008,8 @@ def build_report(
 
     ``metadata_path``: a CSV keyed by recording or image file (see :mod:`quagga.report.covariates`); its
     columns get a Covariates section (tables as ``covariate-<column>.csv`` next to the page) and colour the map.
-    ``table_covariates``: more covariates per item (indexed by item_id), e.g. the extra columns of the call or
-    box table (:func:`quagga.report.covariates.annotation_covariates`); shown like the metadata's.
+    ``table_covariates``: more covariates per item (indexed by item_id): the extra columns of the call or box
+    table and each call's duration (:func:`quagga.report.covariates.item_covariates`); shown like the metadata's.
     ``reference_dir``: the results folder of the run this dataset was projected onto (its embedding.parquet
     and clusters.parquet; the projection's record is ``projection.json`` next to the tile store): the map
     shows the reference's items behind, clusters take the reference's colours, and a section compares the
