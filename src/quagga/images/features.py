@@ -96,7 +96,7 @@ _SOBEL_TERMS = (
     np.array([[-0.25, -0.5, -0.25, 0.25, 0.5, 0.25], [-0.25, 0.25, -0.5, 0.5, -0.25, 0.25]])[:, :, None],
 )
 # graycomatrix's angles 0, pi/4, pi/2, 3 pi/4 at distance 1, as (row, column) steps
-_GLCM_STEPS = ((0, 1), (1, 1), (1, 0), (1, -1))
+_GLCM_STEPS = np.array([(0, 1), (1, 1), (1, 0), (1, -1)])
 _GLCM_PROPS = ("contrast", "homogeneity", "energy", "correlation")
 _GLCM_I = np.repeat(np.arange(GLCM_LEVELS), GLCM_LEVELS)  # level i of the pair i * GLCM_LEVELS + j
 _GLCM_J = np.tile(np.arange(GLCM_LEVELS), GLCM_LEVELS)
@@ -136,62 +136,62 @@ def _largest_region(mask: np.ndarray) -> tuple[int, int, int, int, np.ndarray]: 
     zero bottom when the mask is empty. Holes: the background not reached from the edge (4-connected
     flood); regions: union-find over the raster scan, each region's root its first pixel."""
     height, width = mask.shape
-    n = height * width
-    outside = np.zeros(n, dtype=np.bool_)
-    stack = np.empty(n, dtype=np.int64)
+    outside = np.zeros((height, width), dtype=np.bool_)
+    stack_rows, stack_cols = np.empty(height * width, dtype=np.int64), np.empty(height * width, dtype=np.int64)
     top = 0
-    for p in range(n):
-        r, c = p // width, p % width
-        if (r == 0 or r == height - 1 or c == 0 or c == width - 1) and not mask[r, c]:
-            outside[p] = True
-            stack[top] = p
-            top += 1
+    for r in range(height):
+        for c in range(width):
+            if (r == 0 or r == height - 1 or c == 0 or c == width - 1) and not mask[r, c]:
+                outside[r, c] = True
+                stack_rows[top], stack_cols[top] = r, c
+                top += 1
     while top > 0:
         top -= 1
-        p = stack[top]
-        r, c = p // width, p % width
+        r, c = stack_rows[top], stack_cols[top]
         for rr, cc in ((r - 1, c), (r + 1, c), (r, c - 1), (r, c + 1)):
-            if 0 <= rr < height and 0 <= cc < width and not mask[rr, cc] and not outside[rr * width + cc]:
-                outside[rr * width + cc] = True
-                stack[top] = rr * width + cc
+            if 0 <= rr < height and 0 <= cc < width and not mask[rr, cc] and not outside[rr, cc]:
+                outside[rr, cc] = True
+                stack_rows[top], stack_cols[top] = rr, cc
                 top += 1
-    parent = np.arange(n)
-    for p in range(n):
-        if outside[p]:
-            continue
-        r, c = p // width, p % width
-        for rr, cc in ((r - 1, c - 1), (r - 1, c), (r - 1, c + 1), (r, c - 1)):
-            if rr >= 0 and 0 <= cc < width and not outside[rr * width + cc]:
-                a, b = p, rr * width + cc
-                while parent[a] != a:
-                    a = parent[a]
-                while parent[b] != b:
-                    b = parent[b]
-                if a != b:
-                    parent[max(a, b)] = min(a, b)
-    size = np.zeros(n, dtype=np.int64)
-    for p in range(n):
-        if not outside[p]:
-            root = p
-            while parent[root] != root:
-                root = parent[root]
-            parent[p] = root
-            size[root] += 1
+    parent = np.arange(height * width)
+    for r in range(height):
+        for c in range(width):
+            if outside[r, c]:
+                continue
+            for rr, cc in ((r - 1, c - 1), (r - 1, c), (r - 1, c + 1), (r, c - 1)):
+                if rr >= 0 and 0 <= cc < width and not outside[rr, cc]:
+                    a, b = r * width + c, rr * width + cc
+                    while parent[a] != a:
+                        a = parent[a]
+                    while parent[b] != b:
+                        b = parent[b]
+                    if a != b:
+                        parent[max(a, b)] = min(a, b)
+    size = np.zeros(height * width, dtype=np.int64)
     best = -1
-    for p in range(n):
+    for r in range(height):
+        for c in range(width):
+            if not outside[r, c]:
+                p = r * width + c
+                root = p
+                while parent[root] != root:
+                    root = parent[root]
+                parent[p] = root
+                size[root] += 1
+    for p in range(height * width):  # raster order: the first root among equal sizes
         if size[p] > (size[best] if best >= 0 else 0):
             best = p
     if best < 0:
         return 0, 0, 0, 0, np.zeros((0, 0), dtype=np.bool_)
     top, bottom, left, right = height, 0, width, 0
-    for p in range(n):
-        if not outside[p] and parent[p] == best:
-            r, c = p // width, p % width
-            top, bottom, left, right = min(top, r), max(bottom, r + 1), min(left, c), max(right, c + 1)
+    for r in range(height):
+        for c in range(width):
+            if not outside[r, c] and parent[r * width + c] == best:
+                top, bottom, left, right = min(top, r), max(bottom, r + 1), min(left, c), max(right, c + 1)
     box = np.zeros((bottom - top, right - left), dtype=np.bool_)
     for r in range(top, bottom):
         for c in range(left, right):
-            box[r - top, c - left] = not outside[r * width + c] and parent[r * width + c] == best
+            box[r - top, c - left] = not outside[r, c] and parent[r * width + c] == best
     return top, bottom, left, right, box
 
 
@@ -213,9 +213,9 @@ def _bin_counts(values: np.ndarray, edges: np.ndarray) -> np.ndarray:  # pragma:
     moved so that edges[i] <= value < edges[i + 1] (<= for the last bin)."""
     bins = len(edges) - 1
     counts = np.zeros(bins, dtype=np.int64)
-    first, span = edges[0], edges[-1] - edges[0]
+    first, per_bin = edges[0], bins / (edges[-1] - edges[0])
     for v in values:
-        i = min(max(int((v - first) / span * bins), 0), bins - 1)
+        i = min(max(int((v - first) * per_bin), 0), bins - 1)
         while i > 0 and v < edges[i]:
             i -= 1
         while i < bins - 1 and v >= edges[i + 1]:
@@ -482,7 +482,7 @@ def _entropy(levels: np.ndarray) -> float:
 def _glcm_counts(levels: np.ndarray) -> np.ndarray:
     """Pair counts of ``graycomatrix(levels, [1], [0, pi/4, pi/2, 3 pi/4], GLCM_LEVELS, symmetric=True)``
     as [direction, level i * GLCM_LEVELS + level j], by one ``bincount`` per direction."""
-    return _glcm_kernel(np.ascontiguousarray(levels, dtype=np.uint8), np.array(_GLCM_STEPS), GLCM_LEVELS)
+    return _glcm_kernel(np.ascontiguousarray(levels, dtype=np.uint8), _GLCM_STEPS, GLCM_LEVELS)
 
 
 @njit(cache=True, nogil=True)
@@ -532,8 +532,9 @@ def _colour_features(colour: np.ndarray, box: tuple[slice, slice], mask: np.ndar
     field = local_background(colour)
     patch = colour[box]
     out = {}
+    channels = np.ascontiguousarray(patch[mask].T, dtype=np.float64)  # [3, n]: each channel as one at a time
     for c, name in enumerate(COLOUR_NAMES):
-        values = patch[..., c][mask].astype(np.float64)
+        values = channels[c]
         out.update({f"feat_mean_{name}": float(values.mean()), f"feat_std_{name}": float(values.std()),
                     f"feat_contrast_{name}": float(values.mean() - field[c])})
     return out
