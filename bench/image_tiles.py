@@ -50,10 +50,6 @@ def _decode_job(sources: list[str], queue: mp.Queue) -> None:
     queue.put({"seconds": time.perf_counter() - t0, "pixels": pixels, "peak_mib": peak_mib()})
 
 
-
-
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", type=Path, default=ROOT / "config" / "bccd.yaml")
