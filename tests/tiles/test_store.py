@@ -141,6 +141,11 @@ def test_merge_refuses_shards_made_otherwise(tmp_path: Path) -> None:
 def test_shard_bounds_and_parse() -> None:
     assert [shard_bounds(7, (k, 3)) for k in range(3)] == [(0, 3), (3, 5), (5, 7)]
     assert [shard_bounds(1, (k, 3)) for k in range(3)] == [(0, 1), (1, 1), (1, 1)]
+    # weighted: blocks of about equal work (one image with 9 particles is a block of its own), still contiguous
+    weights = np.array([9, 1, 1, 1, 1, 1, 1, 1, 1, 1])
+    assert [shard_bounds(10, (k, 2), weights) for k in range(2)] == [(0, 1), (1, 10)]
+    assert [shard_bounds(3, (k, 4), np.array([1, 1, 1])) for k in range(4)] == [(0, 1), (1, 2), (2, 3), (3, 3)]
+    assert shard_bounds(0, (0, 2), np.array([], dtype=int)) == (0, 0)
     assert parse_shard("2/5") == (2, 5)
     for bad in ("5/5", "x", "1/2/3", "-1/2"):
         with pytest.raises(StoreError, match="shard"):

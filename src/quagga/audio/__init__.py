@@ -75,7 +75,7 @@ def iter_audio_tiles(
     if params.segments == "annotations":
         assert table is not None, "segments: annotations needs an annotation table (checked by the config)"
         grouped = table.groupby("file", sort=False)
-        start, stop = shard_bounds(grouped.ngroups, shard)
+        start, stop = shard_bounds(grouped.ngroups, shard, grouped.size().to_numpy())  # blocks of about equal calls
         groups: Iterator[tuple[str, pd.DataFrame]] = (
             (str(f), rows) for f, rows in islice(grouped, start, stop))
     else:

@@ -128,7 +128,7 @@ def _iter_tiles(
     locate = whole_image and params.single_crop == "particle"
     first_item: dict[str, str] = {}  # item_id -> the row that made it, to name duplicates
     grouped = table.groupby("image", sort=False)
-    for image, rows in islice(grouped, *shard_bounds(grouped.ngroups, shard)):
+    for image, rows in islice(grouped, *shard_bounds(grouped.ngroups, shard, grouped.size().to_numpy())):
         path = images_dir / str(image)
         source = _relative(path, base_dir)
         try:

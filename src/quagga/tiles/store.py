@@ -255,11 +255,20 @@ def parse_shard(text: str) -> tuple[int, int]:
     return k, n
 
 
-def shard_bounds(n_items: int, shard: tuple[int, int]) -> tuple[int, int]:
-    """``[start, stop)`` of the k-th of n contiguous blocks of ``n_items`` (as numpy.array_split cuts them)."""
+def shard_bounds(n_items: int, shard: tuple[int, int], weights: np.ndarray | None = None) -> tuple[int, int]:
+    """``[start, stop)`` of the k-th of n contiguous blocks of ``n_items`` (as numpy.array_split cuts them).
+
+    With ``weights`` (the work of each item, e.g. its particles or calls) the blocks hold about equal work
+    instead of equal counts: an item belongs to the block in which the work before it starts.
+    """
     k, n = shard
     if not 0 <= k < n:
         raise ValueError(f"shard {k} of {n}: need 0 <= k < n")
+    if weights is not None:
+        work = np.asarray(weights, dtype=np.int64)
+        before = np.cumsum(work) - work
+        owner = np.minimum(before * n // max(int(work.sum()), 1), n - 1)
+        return int(np.searchsorted(owner, k, side="left")), int(np.searchsorted(owner, k, side="right"))
     size, extra = divmod(n_items, n)  # the first ``extra`` blocks hold one item more
     start = k * size + min(k, extra)
     return start, start + size + (k < extra)
