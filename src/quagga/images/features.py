@@ -93,7 +93,7 @@ _CROFTON_WEIGHTS = np.array([
 # 3x3 positions) and weights of its flipped kernels in raster order, the order its sums take
 _SOBEL_TERMS = (
     np.array([[0, 1, 2, 6, 7, 8], [0, 2, 3, 5, 6, 8]]),
-    np.array([[-0.25, -0.5, -0.25, 0.25, 0.5, 0.25], [-0.25, 0.25, -0.5, 0.5, -0.25, 0.25]])[:, :, None],
+    np.array([[-0.25, -0.5, -0.25, 0.25, 0.5, 0.25], [-0.25, 0.25, -0.5, 0.5, -0.25, 0.25]]),
 )
 # graycomatrix's angles 0, pi/4, pi/2, 3 pi/4 at distance 1, as (row, column) steps
 _GLCM_STEPS = np.array([(0, 1), (1, 1), (1, 0), (1, -1)])
@@ -196,11 +196,11 @@ def _largest_region(mask: np.ndarray) -> tuple[int, int, int, int, np.ndarray]: 
 
 
 def _otsu_histogram(crop: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The (counts, bin centres) ``threshold_otsu(crop)`` makes of a float crop (``skimage.exposure.histogram``: 256
-    ``np.histogram`` bins between the crop's minimum and maximum, in its edges' precision (the crop's
-    float type; a bin holds its left edge, the last also its right); integer crops get a bin per value there,
-    so they keep the library's call. The edges are numpy's own; each pixel's
-    bin is found by the same estimate and checked against them (compiled), so the counts are numpy's."""
+    """The (counts, bin centres) ``threshold_otsu(crop)`` makes of a float crop (``skimage.exposure.histogram``:
+    256 ``np.histogram`` bins between the crop's minimum and maximum in the crop's float type; a bin holds its
+    left edge, the last also its right). Integer crops get a bin per value there, so they keep the library's
+    call. The edges are numpy's own and each pixel's bin is checked against them (compiled), so the counts
+    are numpy's."""
     low, high = crop.min(), crop.max()
     edges = np.linspace(low, high, 257, endpoint=True, dtype=np.result_type(low, high, crop))
     counts = _bin_counts(np.ascontiguousarray(crop, dtype=edges.dtype).reshape(-1), edges)
@@ -441,7 +441,7 @@ def _sobel_at(crop: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarra
     if crop.dtype.kind != "f":
         crop = img_as_float(crop)
     dtype = np.float64 if crop.dtype == np.float64 else np.float32
-    return _sobel_kernel(np.ascontiguousarray(crop, dtype=dtype), rows, cols, _SOBEL_TERMS[0], _SOBEL_TERMS[1][:, :, 0],
+    return _sobel_kernel(np.ascontiguousarray(crop, dtype=dtype), rows, cols, *_SOBEL_TERMS,
                          np.sqrt(2, dtype=dtype))
 
 
@@ -481,7 +481,7 @@ def _entropy(levels: np.ndarray) -> float:
 
 def _glcm_counts(levels: np.ndarray) -> np.ndarray:
     """Pair counts of ``graycomatrix(levels, [1], [0, pi/4, pi/2, 3 pi/4], GLCM_LEVELS, symmetric=True)``
-    as [direction, level i * GLCM_LEVELS + level j], by one ``bincount`` per direction."""
+    as [direction, level i * GLCM_LEVELS + level j], counted in one compiled pass per direction."""
     return _glcm_kernel(np.ascontiguousarray(levels, dtype=np.uint8), _GLCM_STEPS, GLCM_LEVELS)
 
 

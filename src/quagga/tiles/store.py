@@ -36,7 +36,7 @@ INDEX_FILE = "index.parquet"
 META_FILE = "store.json"
 SKIPPED_FILE = "skipped.csv"
 SKIPPED_COLUMNS = ["source", "item", "reason"]
-_HALF_SMALLEST_NORMAL = np.float32(2.0**-14)  # below it float16 holds multiples of 2 ** -24 (subnormals)
+_FLOAT16_SMALLEST_NORMAL = np.float32(2.0**-14)  # below it float16 holds multiples of 2 ** -24 (subnormals)
 _FEW_SUBNORMALS = 1024  # fewer than this in a tile: numpy's own conversion costs less than working them out
 
 
@@ -168,11 +168,11 @@ def to_float16(tile: np.ndarray) -> np.ndarray:
     ms; torch converts at full speed but is not imported to tile): where there are many, they are rounded
     here as the conversion does, x * 2 ** 24 to the nearest integer, ties to even, which is their bit
     pattern (1024 when it rounds up to the smallest normal, whose bits are 1024 too)."""
-    small = np.flatnonzero((tile < _HALF_SMALLEST_NORMAL) & (tile != 0))  # zeros convert at full speed
+    small = np.flatnonzero((tile < _FLOAT16_SMALLEST_NORMAL) & (tile != 0))  # zeros convert at full speed
     if small.size < _FEW_SUBNORMALS:
-        return np.asarray(tile).astype(np.float16)
+        return tile.astype(np.float16)
     flat = np.ravel(tile)
-    out = np.where((flat < _HALF_SMALLEST_NORMAL), np.float32(0), flat).astype(np.float16)
+    out = np.where(flat < _FLOAT16_SMALLEST_NORMAL, np.float32(0), flat).astype(np.float16)
     out.view(np.uint16)[small] = np.rint(flat[small] * np.float32(2.0**24)).astype(np.uint16)
     return out.reshape(np.shape(tile))
 
