@@ -213,8 +213,8 @@ class EmbedParams:
 class ClusterParams:
     """HDBSCAN on the n-D embedding."""
 
-    # a value, or a list of candidates: every combination is fit and the one with the highest DBCV
-    # among those with at most max_noise_fraction noise is kept (label-free model selection)
+    # a value, or a list of candidates: every combination is fit and, among those with at most
+    # max_noise_fraction noise, the clustering the candidates support most is kept (label-free model selection)
     min_cluster_size: float | list[float] = field(default_factory=lambda: [0.005, 0.01, 0.02, 0.04])  # < 1: fraction
     min_samples: int | None | list[int | None] = field(default_factory=lambda: [None, 5])
     cluster_selection_method: str | list[str] = field(default_factory=lambda: ["eom", "leaf"])  # eom | leaf

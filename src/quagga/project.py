@@ -142,10 +142,10 @@ def novelty(errors: np.ndarray, reference_errors: np.ndarray) -> np.ndarray:
     return np.searchsorted(finite, np.nan_to_num(errors, nan=0.0), side="left") / len(finite)
 
 
-def _reference_clustering(reference: Reference, selection: dict[str, Any]) -> Any:
-    """The reference's HDBSCAN model, refitted from its embedding and chosen setting, checked to give its
-    clusters again (so a projection's cluster ids are the reference's)."""
-    from quagga.embed.cluster import assign_noise_points, refit
+def _reference_clustering(reference: Reference, selection: dict[str, Any]) -> tuple[Any, dict[int, Any]]:
+    """The reference's HDBSCAN model and refined clusters, refitted from its embedding and selection record,
+    checked to give its clusters again (so a projection's cluster ids are the reference's)."""
+    from quagga.embed.cluster import refit
 
     selected = selection.get("selected")
     if not selected:
@@ -153,14 +153,13 @@ def _reference_clustering(reference: Reference, selection: dict[str, Any]) -> An
                              "no clusters to place new items in")
     embedding = pd.read_parquet(reference.path / "embedding.parquet")
     clusters = pd.read_parquet(reference.path / "clusters.parquet", columns=["item_id", "cluster"])
-    model = refit(embedding, selected)
-    labels = assign_noise_points(model) if float(selection.get("noise_assigned") or 0.0) > 0 else model.labels_
+    model, refined, labels = refit(embedding, selection)
     expected = clusters.set_index("item_id")["cluster"].reindex(embedding["item_id"]).to_numpy()
     if model.labels_.max() < 0 or not np.array_equal(labels, expected):
         raise ReferenceError(f"reference {reference.path}: its clustering ({selected}) fitted again on its "
                              f"embedding does not give its clusters.parquet ({int(np.sum(labels != expected))} "
                              "items differ): were its files changed after the run? rerun its cluster stage")
-    return model
+    return model, refined
 
 
 def project_store(reference_dir: str | Path, tiles_dir: str | Path, out_dir: str | Path, seed: int = 0,
@@ -168,9 +167,8 @@ def project_store(reference_dir: str | Path, tiles_dir: str | Path, out_dir: str
     """Encode, map and cluster the tiles of ``tiles_dir`` with the reference's models; write into ``out_dir``
     latents.parquet, reconstructions.npz, embedding.parquet, clusters.parquet (with ``novel``) and
     projection.json; return the projection summary."""
-    import hdbscan
 
-    from quagga.embed.cluster import predict_new
+    from quagga.embed.cluster import place, predict_new, soft_membership
     from quagga.embed.morphology import MorphologyScaling
     from quagga.embed.parametric_umap import ParametricUMAP, cluster_map_name, latent_matrix
     from quagga.models.encode import encode_store
@@ -206,14 +204,16 @@ def project_store(reference_dir: str | Path, tiles_dir: str | Path, out_dir: str
     write_table(embedding, out / "embedding.parquet", {**embed_params, "reference": str(reference.path.resolve())})
 
     ref_selection = read_table_params(reference.path / "clusters.parquet")
-    model = _reference_clustering(reference, ref_selection)
+    model, refined = _reference_clustering(reference, ref_selection)
     clusters = predict_new(model, embedding)
     outside = clusters["cluster"].to_numpy() < 0  # in no cluster of the reference
     if float(ref_selection.get("noise_assigned") or 0.0) > 0 and outside.any():
         # the reference gave its noise points their most likely cluster: its projected noise gets the same
-        membership = np.nan_to_num(hdbscan.membership_vector(model, embedding.loc[outside, [
-            c for c in embedding.columns if c.startswith("u_")]].to_numpy(dtype=np.float64)))
+        membership = np.nan_to_num(soft_membership(model, u[outside]))
         clusters.loc[outside, "cluster"] = membership.reshape(int(outside.sum()), -1).argmax(axis=1)
+    if refined:  # the reference's refined clusters: new items placed in their sub-clusters
+        clusters["cluster"] = place(u.astype(np.float64), clusters["cluster"].to_numpy(),
+                                    int(model.labels_.max()) + 1, refined, fitted=False)
     ref_errors = pd.read_parquet(reference.path / "latents.parquet", columns=["recon_error"])["recon_error"]
     clusters["novelty"] = novelty(latents["recon_error"].to_numpy(), ref_errors.to_numpy())
     clusters["novel"] = clusters["novelty"] > NOVELTY_QUANTILE

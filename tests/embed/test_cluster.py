@@ -8,14 +8,20 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.datasets import make_blobs
-from sklearn.metrics import v_measure_score
+from sklearn.metrics import adjusted_rand_score, v_measure_score
 
 from quagga.embed.cluster import (
+    _candidates,
     cluster_embedding,
     embedding_columns,
+    most_supported,
     other_granularity,
+    place,
     predict_new,
+    refine_clusters,
+    refit_refinements,
     resolve_min_cluster_size,
+    soft_membership,
 )
 from quagga.params import ClusterParams
 
@@ -128,6 +134,29 @@ def test_label_free_selection_prefers_the_valid_clustering() -> None:
     assert (table["cluster"] == -1).mean() <= 0.05
 
 
+def test_the_grouping_most_valid_candidates_reproduce_is_kept() -> None:
+    """Six groups of 100 items, paired: a coarse labeling (3 pairs) and a fine one (6 groups). One candidate
+    finds the coarse one at DBCV 0.40, three find the fine one at 0.35: the fine one has the support (DBCV's
+    maximum alone would flip to the lone coarse candidate). One coarse candidate far more valid than three
+    fine ones (0.86 against 0.21) keeps it; a candidate outside the noise cap neither competes nor votes."""
+    fine = np.repeat(np.arange(6), 100)
+    coarse = fine // 2
+
+    def rows_of(dbcvs: list[float]) -> list[dict]:
+        return [_row(10 * (i + 1), "eom", d, 3 if i == 0 else 6) for i, d in enumerate(dbcvs)]
+
+    labels = [coarse, fine, fine.copy(), fine.copy()]
+    rows = rows_of([0.40, 0.35, 0.35, 0.35])
+    assert most_supported(rows, labels, [0, 1, 2, 3]) in (1, 2, 3)
+    assert rows[1]["support"] == pytest.approx(3 * 0.35 + 0.40 * adjusted_rand_score(fine, coarse), abs=1e-4)
+    rows = rows_of([0.86, 0.21, 0.21, 0.21])
+    assert most_supported(rows, labels, [0, 1, 2, 3]) == 0
+    rows = rows_of([0.40, 0.35, 0.35, 0.35])
+    assert most_supported(rows, labels, [0, 1]) == 0 and rows[2]["support"] is None  # too noisy: no vote
+    tied = rows_of([0.30, 0.35])  # equal support: the higher DBCV
+    assert most_supported(tied, [fine, fine.copy()], [0, 1]) == 1
+
+
 def test_single_setting_skips_selection(blobs: tuple[np.ndarray, np.ndarray]) -> None:
     X, _ = blobs
     table, model = cluster_embedding(
@@ -198,3 +227,52 @@ def test_a_large_set_is_clustered_in_this_process_alone() -> None:
     table, _ = cluster_embedding(_table(X), ClusterParams(min_cluster_size=0.05))
     assert table["cluster"].max() >= 1
     assert {p.pid for p in psutil.Process().children(recursive=True)} <= before
+
+
+def test_soft_membership_of_new_items_does_not_depend_on_their_memory_order() -> None:
+    """hdbscan's membership_vector misreads a column-major array (what a DataFrame's to_numpy gives):
+    the training points' own vectors must agree with the fit's soft clustering either way."""
+    import hdbscan
+
+    X, _ = make_blobs(n_samples=300, n_features=2, centers=3, random_state=0)
+    model = hdbscan.HDBSCAN(min_cluster_size=8, cluster_selection_method="leaf", prediction_data=True).fit(X)
+    fit = hdbscan.all_points_membership_vectors(model).argmax(axis=1)
+    for order in (np.ascontiguousarray(X), np.asfortranarray(X)):
+        assert np.mean(soft_membership(model, order).argmax(axis=1) == fit) >= 0.99
+
+
+def _groups(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One blob (class 0) far from a ring of six separate blobs (classes 1-6): items, classes, and the
+    two-cluster labeling excess of mass gives when one group stands apart (the blob, the ring)."""
+    angles = np.linspace(0, 2 * np.pi, 6, endpoint=False)
+    centres = [(0.0, 0.0)] + [(100 + 3 * np.cos(a), 3 * np.sin(a)) for a in angles]
+    X = np.vstack([np.array(c) + rng.normal(0, 0.2, size=(n, 2)) for c in centres])
+    y = np.repeat(np.arange(7), n)
+    return X, y, np.minimum(y, 1)
+
+
+def test_a_cluster_holding_clearly_valid_sub_clusters_is_split_and_new_items_follow() -> None:
+    """The ring's six blobs are found by a selection on its items alone; the lone blob is not split; the
+    record refits the same clusters, and new items land in the sub-clusters of their blob."""
+    import json
+
+    X, y, top = _groups(np.random.default_rng(0), 150)
+    refined = refine_clusters(X, top, _candidates(ClusterParams(), len(X)), 0.05)
+    assert list(refined) == [1] and refined[1].n_clusters == 6 and refined[1].dbcv >= 0.35
+    final = place(X, top, 2, refined)
+    assert final.max() + 1 == 7 and (final[y == 0] == 0).all()
+    assert v_measure_score(y, final) > 0.95
+    records = json.loads(json.dumps({str(c): node.record() for c, node in refined.items()}))
+    np.testing.assert_array_equal(place(X, top, 2, refit_refinements(X, top, records)), final)
+    X_new, y_new, top_new = _groups(np.random.default_rng(1), 20)
+    placed = place(X_new, top_new, 2, refined, fitted=False)
+    assert v_measure_score(y_new, placed) > 0.95
+    assert {int(final[(y == k)][0]) for k in range(7)} == set(range(7))  # same ids as the fit's classes
+    assert all(np.mean(placed[y_new == k] == final[y == k][0]) >= 0.9 for k in range(7))
+
+
+def test_a_cluster_without_sub_structure_is_kept_whole() -> None:
+    rng = np.random.default_rng(2)
+    X = np.vstack([rng.normal(0, 0.2, size=(150, 2)), rng.normal(0, 1.0, size=(900, 2)) + 100])
+    top = np.repeat([0, 1], [150, 900])
+    assert refine_clusters(X, top, _candidates(ClusterParams(), len(X)), 0.05) == {}
