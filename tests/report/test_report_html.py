@@ -18,7 +18,7 @@ from PIL import Image
 
 from quagga.params import ReportParams
 from quagga.report import build_report
-from quagga.report.html import OPTIONAL_SECTIONS, SECTIONS, found_settings, subsample_per_cluster
+from quagga.report.html import OPTIONAL_SECTIONS, SECTIONS, found_settings, refined_text, subsample_per_cluster
 from quagga.tables import write_json, write_table
 from quagga.tiles.store import Skipped, TileItem, TileStore, write_store
 
@@ -522,3 +522,11 @@ def test_found_settings_reads_settings_json_when_the_store_has_none(tmp_path: Pa
     train = {"settings": {"batch_size": {"value": 64, "source": "data", "statistic": "n / 10"}}}
     assert found_settings(store, train, None, tmp_path / "settings.json") == [
         ("audio.spectrogram.db_min", record), ("train.batch_size", train["settings"]["batch_size"])]
+
+
+def test_the_clusters_split_again_are_named_with_their_sizes_and_validity() -> None:
+    node = {"selected": {}, "n_items": 2523, "n_clusters": 7, "dbcv": 0.4038, "noise_assigned": True,
+            "refined": {"3": {"selected": {}, "n_items": 286, "n_clusters": 3, "dbcv": 0.517, "noise_assigned": False,
+                              "refined": {}}}}
+    assert refined_text({"1": node}) == ("cluster 1 (2523 items) into 7 at DBCV 0.40 "
+                                         "[cluster 1.3 (286 items) into 3 at DBCV 0.52]")

@@ -790,6 +790,19 @@ def _skipped(skipped: pd.DataFrame) -> dict[str, Any]:
     return {"n": len(skipped), "cut": len(skipped) > SKIPPED_ROWS_MAX, "table": _table(cols, rows)}
 
 
+def refined_text(refined: Mapping[str, Any], path: str = "") -> str:
+    """The clusters the cluster stage split again, in words: which (by their number before the split), how
+    many items, into how many sub-clusters at what DBCV; nested splits in brackets."""
+    parts = []
+    for key, node in refined.items():
+        name = f"{path}{key}"
+        text = f"cluster {name} ({node['n_items']} items) into {node['n_clusters']} at DBCV {node['dbcv']:.2f}"
+        if node.get("refined"):
+            text += f" [{refined_text(node['refined'], f'{name}.')}]"
+        parts.append(text)
+    return "; ".join(parts)
+
+
 def cluster_levels(clusters_path: Path) -> list[int]:
     """The cluster ids of a clustering table (noise left out): what its cluster colours are spread over."""
     ids = pd.read_parquet(clusters_path, columns=["cluster"])["cluster"].astype(int)
@@ -1050,6 +1063,8 @@ def build_report(
     # the HDBSCAN setting the cluster stage chose without labels, next to the configured candidates
     selection = read_table_params(clusters_path)
     info = {**(run_info or {}), "cluster_selected": selection.get("selected")}
+    if selection.get("refined"):
+        info["cluster_refined"] = refined_text(selection["refined"])
     # the sections without sound clips, drawn while the workers make the map's media
     context = {
         "dataset": dataset,
