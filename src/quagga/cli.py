@@ -135,7 +135,7 @@ def cmd_tiles(args: argparse.Namespace) -> None:
         blocks = [str(Path(tmp) / str(t)) for t in range(args.threads)]
         run_tasks([(write_tiles, (args.modality, params, tile_params, meta, base_dir, (k * args.threads + t,
                                   n * args.threads), block)) for t, block in enumerate(blocks)], args.threads)
-        merge_stores(out, blocks, allow_empty=n > 1)  # as one process writes an empty shard of n > 1
+        merge_stores(out, blocks, allow_empty=n > 1, consume=True)  # empty: as one process writes shard k of n > 1
 
 
 def write_tiles(modality: str, params: Any, tile_params: dict, meta: dict, base_dir: Path,

@@ -112,6 +112,13 @@ def test_merged_shards_equal_the_store_written_at_once(tmp_path: Path) -> None:
     assert ((tmp_path / "merged" / "extra.csv").read_text()
             == (tmp_path / "whole-extra" / "extra.csv").read_text())
     assert not list(tmp_path.glob("*.tmp-*"))
+    for first in (0, 1):  # scratch shards consumed: the first one's tiles moved (an empty one too), the same store
+        scratch = _shard_stores(tmp_path / f"scratch{first}", items, [4 * first, 4, 8], extra=extra)
+        assert merge_stores(tmp_path / f"consumed{first}", scratch, consume=True) == 9
+        assert not (scratch[0] / "tiles.bin").exists()
+        consumed = tmp_path / f"consumed{first}"
+        assert (consumed / "tiles.bin").read_bytes() == (tmp_path / "whole" / "tiles.bin").read_bytes()
+        pd.testing.assert_frame_equal(TileStore(consumed).index, whole.index)
 
 
 def _extra_csv(folder: Path, index: pd.DataFrame) -> None:
