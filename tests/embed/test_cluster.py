@@ -11,6 +11,7 @@ from sklearn.datasets import make_blobs
 from sklearn.metrics import adjusted_rand_score, v_measure_score
 
 from quagga.embed.cluster import (
+    REFINE_MIN_DBCV,
     _candidates,
     cluster_embedding,
     embedding_columns,
@@ -258,7 +259,7 @@ def test_a_cluster_holding_clearly_valid_sub_clusters_is_split_and_new_items_fol
 
     X, y, top = _groups(np.random.default_rng(0), 150)
     refined = refine_clusters(X, top, _candidates(ClusterParams(), len(X)), 0.05)
-    assert list(refined) == [1] and refined[1].n_clusters == 6 and refined[1].dbcv >= 0.35
+    assert list(refined) == [1] and refined[1].n_clusters == 6 and refined[1].dbcv >= REFINE_MIN_DBCV
     final = place(X, top, 2, refined)
     assert final.max() + 1 == 7 and (final[y == 0] == 0).all()
     assert v_measure_score(y, final) > 0.95
