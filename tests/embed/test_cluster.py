@@ -277,3 +277,12 @@ def test_a_cluster_without_sub_structure_is_kept_whole() -> None:
     X = np.vstack([rng.normal(0, 0.2, size=(150, 2)), rng.normal(0, 1.0, size=(900, 2)) + 100])
     top = np.repeat([0, 1], [150, 900])
     assert refine_clusters(X, top, _candidates(ClusterParams(), len(X)), 0.05) == {}
+
+
+def test_a_minority_cluster_is_not_offered_for_a_split() -> None:
+    """Where excess of mass already separated the groups, a cluster's finer structure is left alone: the
+    same ring of six blobs beside a blob holding more items than the ring is not split."""
+    X, _, top = _groups(np.random.default_rng(3), 100)
+    X = np.vstack([X, np.random.default_rng(4).normal(0, 0.2, size=(700, 2))])  # the blob: 800 of 1,400
+    top = np.concatenate([top, np.zeros(700, dtype=top.dtype)])
+    assert refine_clusters(X, top, _candidates(ClusterParams(), len(X)), 0.05) == {}
