@@ -167,7 +167,6 @@ def project_store(reference_dir: str | Path, tiles_dir: str | Path, out_dir: str
     """Encode, map and cluster the tiles of ``tiles_dir`` with the reference's models; write into ``out_dir``
     latents.parquet, reconstructions.npz, embedding.parquet, clusters.parquet (with ``novel``) and
     projection.json; return the projection summary."""
-
     from quagga.embed.cluster import place, predict_new, soft_membership
     from quagga.embed.morphology import MorphologyScaling
     from quagga.embed.parametric_umap import ParametricUMAP, cluster_map_name, latent_matrix

@@ -99,7 +99,7 @@ def select_clustering(
     sum, over the candidates, of their DBCV (negative counts as 0) times their agreement with it (adjusted
     Rand index, noise as its own group; its own DBCV counts once). DBCV's maximum alone flips between a
     coarse and a fine candidate from one retrained model to the next (on koumura-bird0 two retrained VAEs'
-    clusterings agreed at ARI 0.88 that way, at 0.95 this way); a grouping that many candidates reproduce,
+    clusterings agreed at ARI 0.88 that way, at 0.94 or more this way); a grouping that many candidates reproduce,
     or that one candidate finds far more valid than the rest, is kept. Only candidates that leave at most
     ``max_noise_fraction`` of the items as noise compete and vote; when every candidate leaves more, all
     do, and :func:`cluster_embedding` gives the noise points of the one kept to their most likely cluster.
@@ -290,8 +290,9 @@ def cluster_embedding(
     Columns: item_id, cluster (-1 = noise), probability (membership strength), outlier_score (GLOSH) and,
     with ``assign_noise``, assigned_cluster. With too few items for one cluster, every item is noise
     (outlier_score NaN: there is no density to compare with) and the model is None. When ``params`` lists
-    candidate settings, :func:`select_clustering` picks one; the table's ``attrs["selection"]`` holds the
-    chosen setting and every candidate's DBCV, cluster count and noise (written with the table).
+    candidate settings, :func:`select_clustering` picks one and :func:`refine_clusters` may split the cluster
+    holding most of the items; the table's ``attrs["selection"]`` holds the chosen setting, every
+    candidate's DBCV, support, cluster count and noise, and the splits (``refined``), written with the table.
     """
     cols = embedding_columns(embedding)
     X = embedding[cols].to_numpy(dtype=np.float64)
