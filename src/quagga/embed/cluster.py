@@ -363,8 +363,9 @@ def assign_noise_points(model: hdbscan.HDBSCAN) -> np.ndarray:
 
 def soft_membership(model: hdbscan.HDBSCAN, X: np.ndarray) -> np.ndarray:
     """``hdbscan.membership_vector`` of new items, given in C order: on a column-major array (as a DataFrame's
-    ``to_numpy`` gives) hdbscan 0.8 returns other, wrong vectors (of a training set's own points, the argmax
-    agreed with ``all_points_membership_vectors`` for 80 % against 99.7 %; a test checks it)."""
+    ``to_numpy`` gives) hdbscan 0.8 returns other, wrong vectors (its compiled distances read the raw buffer
+    as C order; scikit-learn-contrib/hdbscan#161, open): of a training set's own points, the argmax agreed
+    with ``all_points_membership_vectors`` for 80 % against 99.7 %; a test checks it."""
     return hdbscan.membership_vector(model, np.ascontiguousarray(X, dtype=np.float64))
 
 
