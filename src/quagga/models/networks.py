@@ -119,6 +119,10 @@ class TileScoring:
         """
         mean, logvar = self.encode(batch)
         logits = self.decoder(mean)
+        # scored in float32 whatever the networks ran in: in bf16 a KL term (exp(v) - 1 - v, 0 at v = 0) rounds
+        # below 0 and a sum over 16,384 pixels loses its last digits
+        logits, mean = logits.float(), mean.float()
+        logvar = None if logvar is None else logvar.float()
         neg_elbo = reconstruction_per_item(logits, batch, self.hparams["recon_loss"])
         if logvar is not None:
             neg_elbo = neg_elbo + kl_per_item(mean, logvar)
