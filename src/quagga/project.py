@@ -167,7 +167,7 @@ def project_store(reference_dir: str | Path, tiles_dir: str | Path, out_dir: str
     """Encode, map and cluster the tiles of ``tiles_dir`` with the reference's models; write into ``out_dir``
     latents.parquet, reconstructions.npz, embedding.parquet, clusters.parquet (with ``novel``) and
     projection.json; return the projection summary."""
-    from quagga.embed.cluster import place, predict_new, soft_membership
+    from quagga.embed.cluster import most_likely_cluster, place, predict_new
     from quagga.embed.morphology import MorphologyScaling
     from quagga.embed.parametric_umap import ParametricUMAP, cluster_map_name, latent_matrix
     from quagga.models.encode import encode_store
@@ -208,8 +208,7 @@ def project_store(reference_dir: str | Path, tiles_dir: str | Path, out_dir: str
     outside = clusters["cluster"].to_numpy() < 0  # in no cluster of the reference
     if float(ref_selection.get("noise_assigned") or 0.0) > 0 and outside.any():
         # the reference gave its noise points their most likely cluster: its projected noise gets the same
-        membership = np.nan_to_num(soft_membership(model, u[outside]))
-        clusters.loc[outside, "cluster"] = membership.reshape(int(outside.sum()), -1).argmax(axis=1)
+        clusters.loc[outside, "cluster"] = most_likely_cluster(model, u[outside])
     if refined:  # the reference's refined clusters: new items placed in their sub-clusters
         clusters["cluster"] = place(u.astype(np.float64), clusters["cluster"].to_numpy(),
                                     int(model.labels_.max()) + 1, refined, fitted=False)

@@ -189,8 +189,7 @@ class Refinement:
         labels = np.asarray(labels, dtype=np.int64)
         noise = labels < 0
         if (assign or self.noise_assigned) and noise.any():
-            membership = np.nan_to_num(soft_membership(self.model, X[noise]))
-            labels[noise] = membership.reshape(int(noise.sum()), -1).argmax(axis=1)
+            labels[noise] = most_likely_cluster(self.model, X[noise])
         return labels
 
     def record(self) -> dict[str, Any]:
@@ -225,8 +224,10 @@ def refine_clusters(X: np.ndarray, labels: np.ndarray, candidates: list[dict[str
         return refined
     for c in range(int(labels.max()) + 1):
         idx = np.flatnonzero(labels == c)
+        if 2 * len(idx) < len(labels):  # a minority cluster: its groups were already weighed
+            continue
         fits = [s for s in candidates if 2 * s["min_cluster_size"] <= len(idx) and (s["min_samples"] or 0) <= len(idx)]
-        if 2 * len(idx) < len(labels) or len(fits) < 2:  # a minority cluster: its groups were already weighed
+        if len(fits) < 2:
             continue
         rows, sub_labels = _scored(X[idx], fits, level=f"of cluster {c} (depth {depth}) ")
         valid = [i for i, r in enumerate(rows) if r["n_clusters"] >= 2 and r["dbcv"] >= REFINE_MIN_DBCV]
@@ -367,6 +368,11 @@ def soft_membership(model: hdbscan.HDBSCAN, X: np.ndarray) -> np.ndarray:
     as C order; scikit-learn-contrib/hdbscan#161, open): of a training set's own points, the argmax agreed
     with ``all_points_membership_vectors`` for 80 % against 99.7 %; a test checks it."""
     return hdbscan.membership_vector(model, np.ascontiguousarray(X, dtype=np.float64))
+
+
+def most_likely_cluster(model: hdbscan.HDBSCAN, X: np.ndarray) -> np.ndarray:
+    """The cluster of ``model`` each new item most likely belongs to (the argmax of its soft membership)."""
+    return np.nan_to_num(soft_membership(model, X)).reshape(len(X), -1).argmax(axis=1)
 
 
 def predict_new(model: hdbscan.HDBSCAN, embedding: pd.DataFrame) -> pd.DataFrame:
